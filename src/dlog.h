@@ -1,0 +1,94 @@
+/*
+ * dlog.h - the decision log (SPEC §7): SQLite, one writer thread fed by a
+ * bounded queue, group commit. Never called in a way that blocks an event
+ * loop: submit functions only take a mutex and signal.
+ *
+ * Decision rows are hash-chained (prev_hash, row_hash) by the writer, in
+ * commit order. Outcomes go to their own table and never rewrite a decision.
+ */
+#ifndef SOVGATE_DLOG_H
+#define SOVGATE_DLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "mailbox.h"
+
+struct dlog;
+
+struct dlog_fingerprint {
+	char *type;
+	char hmac[65];		/* hex HMAC-SHA256(key, normalised value) */
+};
+
+/* Every char* is owned by the record and freed with it. */
+struct dlog_decision {
+	char id[37];
+	int64_t ts_ms;
+	char *client;		/* NULL if unauthenticated */
+	char *endpoint;		/* "/v1/chat/completions" */
+	char *model;		/* requested */
+	char *findings_json;	/* {"iban":1} */
+	char *declared_level;	/* NULL if none */
+	char *level;		/* final level name */
+	char *level_rule;	/* what set it */
+	char *policy_name;
+	char policy_sha256[65];
+	char *action;		/* allow | deny | error */
+	char *reason;		/* deny/error code and message; NULL on allow */
+	char *candidates_json;	/* every backend with its verdict */
+	char *backend;		/* first candidate, NULL on deny */
+	char *backend_facts_json;	/* derived facts of that backend */
+	int cloud_act;		/* of that backend */
+	char *shadow_json;	/* shadow policy decision, or NULL */
+	struct dlog_fingerprint *fps;
+	size_t nfps;
+};
+
+struct dlog_outcome {
+	char decision_id[37];
+	int64_t ts_ms;
+	int status;		/* HTTP status sent to the client */
+	int attempts;
+	char *attempts_json;	/* [{"backend":..,"result":..,"status":..,"ms":..}] */
+	char *backend;		/* that answered, or NULL */
+	int64_t latency_ms, ttfb_ms;	/* -1 unknown */
+	int64_t bytes_in, bytes_out;
+	int64_t prompt_tokens, completion_tokens, total_tokens;	/* -1 */
+	char *error;		/* NULL if none */
+};
+
+struct dlog_decision *dlog_decision_new(void);
+void dlog_decision_free(struct dlog_decision *d);	/* NULL is a no-op */
+struct dlog_outcome *dlog_outcome_new(void);
+void dlog_outcome_free(struct dlog_outcome *o);	/* NULL is a no-op */
+
+/* Open (creating and migrating the schema), start the writer thread.
+ * NULL on failure with the reason in err. */
+struct dlog *dlog_open(const char *path, enum durability dur,
+    int64_t batch_interval_ms, char *err, size_t errlen);
+/* Drain the queue, commit, stop the thread, close. NULL is a no-op. */
+void dlog_close(struct dlog *l);
+
+/*
+ * Takes ownership of d. When the row is durable (strict: committed;
+ * batched: queued) cb(arg, 1) runs on mb's loop; on failure cb(arg, 0).
+ * cb always runs exactly once, unless this returns -1 (queue full or log
+ * failed): then nothing runs and d has been freed.
+ */
+int dlog_submit_decision(struct dlog *l, struct dlog_decision *d,
+    struct mailbox *mb, mailbox_fn cb, void *arg);
+/* Takes ownership of o. Best effort: dropped (and counted) when full. */
+void dlog_submit_outcome(struct dlog *l, struct dlog_outcome *o);
+/* An operational event (start, stop, reload): kind and a JSON detail. */
+void dlog_submit_event(struct dlog *l, const char *kind, const char *detail_json);
+
+/* Health and metrics; thread-safe. */
+int dlog_healthy(struct dlog *l);	/* last write succeeded */
+size_t dlog_queue_depth(struct dlog *l);
+
+/* Synchronous open for the CLI (read-only unless rw), applying migrations
+ * when rw. NULL and a message in err. */
+struct sqlite3 *dlog_open_db(const char *path, int rw, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * extract.h - from a request body to the texts a model would see.
+ *
+ * Parses the body with limits (size, nesting depth, valid UTF-8, no lone
+ * surrogates), then walks it per endpoint: chat message content strings and
+ * parts, tool-call arguments (themselves JSON: their strings are decoded and
+ * scanned; if they are not valid JSON the raw string is scanned), tool
+ * results, embeddings input, FIM prompt/suffix.
+ */
+#ifndef SOVGATE_EXTRACT_H
+#define SOVGATE_EXTRACT_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include "classify.h"
+
+enum endpoint { EP_CHAT, EP_EMBEDDINGS, EP_FIM, EP_UNKNOWN };
+
+enum endpoint endpoint_from_path(const char *path);
+const char *endpoint_path(enum endpoint ep);
+
+/* Parse and validate. NULL on failure with a client-facing reason in err
+ * (e.g. "invalid JSON at byte 17: ...", "nesting deeper than 64"). */
+json_t *request_parse(const char *body, size_t len, int max_depth,
+    char *err, size_t errlen);
+
+typedef void (*text_cb)(void *ud, const char *text, size_t len);
+/* Call cb for every text; returns the number of texts, or -1 if the shape
+ * is invalid for the endpoint (err says why). */
+int extract_texts(const json_t *root, enum endpoint ep, text_cb cb, void *ud,
+    char *err, size_t errlen);
+
+/* extract_texts + classifier_scan into s (which the caller reset). */
+int classify_request(const struct classifier *c, struct scan *s,
+    const json_t *root, enum endpoint ep, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,462 @@
+/*
+ * util.c - see util.h.
+ */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+static enum log_level g_level = LOG_LVL_INFO;
+static pthread_mutex_t g_log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void
+log_set_level(enum log_level lvl)
+{
+	g_level = lvl;
+}
+
+static void
+vlog(enum log_level lvl, const char *fmt, va_list ap)
+{
+	static const char *names[] = { "debug", "info", "warn", "error" };
+	char ts[32];
+
+	if (lvl < g_level)
+		return;
+	fmt_rfc3339_ms(now_ms(), ts, sizeof(ts));
+	/* One write per line under a lock so lines of threads do not mix. */
+	pthread_mutex_lock(&g_log_mu);
+	fprintf(stderr, "%s %s ", ts, names[lvl]);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+	pthread_mutex_unlock(&g_log_mu);
+}
+
+void
+log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(lvl, fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sovgate: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		fatal("out of memory allocating %zu bytes", n);
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t sz)
+{
+	void *p = calloc(n ? n : 1, sz ? sz : 1);
+
+	if (p == NULL)
+		fatal("out of memory allocating %zu x %zu bytes", n, sz);
+	return p;
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (q == NULL)
+		fatal("out of memory reallocating %zu bytes", n);
+	return q;
+}
+
+char *
+xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap, ap2;
+	int n;
+	char *p;
+
+	va_start(ap, fmt);
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatal("xasprintf: bad format");
+	p = xmalloc((size_t)n + 1);
+	vsnprintf(p, (size_t)n + 1, fmt, ap2);
+	va_end(ap2);
+	return p;
+}
+
+int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+fmt_rfc3339_ms(int64_t ms, char *out, size_t outlen)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian), no timezone games. */
+static int64_t
+days_from_civil(int y, int m, int d)
+{
+	y -= m <= 2;
+	int era = (y >= 0 ? y : y - 399) / 400;
+	int yoe = y - era * 400;
+	int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return (int64_t)era * 146097 + doe - 719468;
+}
+
+int
+parse_time_arg(const char *s, int64_t *out_ms)
+{
+	int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
+	const char *p;
+	int64_t ms = 0;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	if (s[0] == '-' && isdigit((unsigned char)s[1])) {
+		int64_t dur;
+
+		if (parse_duration_ms(s + 1, &dur) < 0)
+			return -1;
+		*out_ms = now_ms() - dur;
+		return 0;
+	}
+	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+		return -1;
+	if (mo < 1 || mo > 12 || d < 1 || d > 31)
+		return -1;
+	p = s + 10;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		int k = 0;
+
+		if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &k) != 3 ||
+		    k != 8)
+			return -1;
+		if (h > 23 || mi > 59 || sec > 60)
+			return -1;
+		p += 1 + k;
+		if (*p == '.') {
+			int digits = 0;
+
+			p++;
+			while (isdigit((unsigned char)*p)) {
+				if (digits < 3)
+					ms = ms * 10 + (*p - '0');
+				digits++;
+				p++;
+			}
+			if (digits == 0)
+				return -1;
+			while (digits < 3) {
+				ms *= 10;
+				digits++;
+			}
+		}
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			int oh, om, sign = *p == '-' ? -1 : 1, k2 = 0;
+
+			if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k2) != 2 ||
+			    k2 != 5)
+				return -1;
+			/* local = UTC + offset, so UTC = local - offset */
+			h -= sign * oh;
+			mi -= sign * om;
+			p += 1 + k2;
+		} else {
+			return -1;
+		}
+	}
+	if (*p != '\0')
+		return -1;
+	*out_ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 +
+	    (int64_t)sec * 1000 + ms;
+	return 0;
+}
+
+int
+parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	while (*end == ' ')
+		end++;
+	if (*end == '\0' || strcmp(end, "B") == 0)
+		mul = 1;
+	else if (strcmp(end, "KiB") == 0 || strcmp(end, "K") == 0 ||
+	    strcmp(end, "k") == 0)
+		mul = 1024ULL;
+	else if (strcmp(end, "MiB") == 0 || strcmp(end, "M") == 0)
+		mul = 1024ULL * 1024;
+	else if (strcmp(end, "GiB") == 0 || strcmp(end, "G") == 0)
+		mul = 1024ULL * 1024 * 1024;
+	else if (strcmp(end, "KB") == 0 || strcmp(end, "kB") == 0)
+		mul = 1000ULL;
+	else if (strcmp(end, "MB") == 0)
+		mul = 1000ULL * 1000;
+	else if (strcmp(end, "GB") == 0)
+		mul = 1000ULL * 1000 * 1000;
+	else
+		return -1;
+	if (v > UINT64_MAX / mul)
+		return -1;
+	*out = (uint64_t)v * mul;
+	return 0;
+}
+
+int
+parse_duration_ms(const char *s, int64_t *out)
+{
+	char *end;
+	double v;
+	double mul;
+
+	if (s == NULL || !(isdigit((unsigned char)*s) || *s == '.'))
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || v < 0)
+		return -1;
+	if (*end == '\0') {
+		if (v != 0)	/* a bare number is ambiguous unless 0 */
+			return -1;
+		mul = 0;
+	} else if (strcmp(end, "ms") == 0)
+		mul = 1;
+	else if (strcmp(end, "s") == 0)
+		mul = 1000;
+	else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+		mul = 60000;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600000;
+	else if (strcmp(end, "d") == 0)
+		mul = 86400000;
+	else if (strcmp(end, "w") == 0)
+		mul = 7 * 86400000.0;
+	else if (strcmp(end, "y") == 0)
+		mul = 365 * 86400000.0;
+	else
+		return -1;
+	if (v * mul > 9e15)
+		return -1;
+	*out = (int64_t)(v * mul);
+	return 0;
+}
+
+void
+uuid_v4(char out[37])
+{
+	unsigned char b[16];
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		fatal("RAND_bytes failed: no entropy for decision ids");
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	snprintf(out, 37,
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+	    b[11], b[12], b[13], b[14], b[15]);
+}
+
+void
+sha256_raw(const void *p, size_t n, unsigned char out[32])
+{
+	unsigned int len = 32;
+
+	if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1)
+		fatal("EVP_Digest(sha256) failed");
+}
+
+void
+hex_encode(const unsigned char *in, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hx[in[i] >> 4];
+		out[2 * i + 1] = hx[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+hex_decode(const char *in, size_t n, unsigned char *out)
+{
+	size_t i;
+
+	if (n % 2)
+		return -1;
+	for (i = 0; i < n; i += 2) {
+		int hi = hexval(in[i]), lo = hexval(in[i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i / 2] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+void
+sha256_hex(const void *p, size_t n, char out[65])
+{
+	unsigned char d[32];
+
+	sha256_raw(p, n, d);
+	hex_encode(d, 32, out);
+}
+
+int
+ct_equal(const void *a, const void *b, size_t n)
+{
+	return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+int
+ascii_casecmp(const char *a, const char *b)
+{
+	for (;; a++, b++) {
+		int ca = tolower((unsigned char)*a), cb = tolower((unsigned char)*b);
+
+		if (ca != cb || ca == 0)
+			return ca - cb;
+	}
+}
+
+int
+ascii_ncasecmp(const char *a, const char *b, size_t n)
+{
+	for (; n > 0; n--, a++, b++) {
+		int ca = tolower((unsigned char)*a), cb = tolower((unsigned char)*b);
+
+		if (ca != cb || ca == 0)
+			return ca - cb;
+	}
+	return 0;
+}
+
+char *
+read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+
+	if (f == NULL)
+		return NULL;
+	for (;;) {
+		size_t r;
+
+		if (cap - n < 65536) {
+			cap = cap ? cap * 2 : 65536;
+			buf = xrealloc(buf, cap + 1);
+		}
+		r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0) {
+			if (ferror(f)) {
+				int e = errno;
+
+				free(buf);
+				fclose(f);
+				errno = e;
+				return NULL;
+			}
+			break;
+		}
+	}
+	fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}

@@ -1,0 +1,72 @@
+/*
+ * util.h - small helpers shared by every subsystem: logging, allocation,
+ * time, parsing of sizes and durations, hashing, identifiers.
+ */
+#ifndef SOVGATE_UTIL_H
+#define SOVGATE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+
+enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERR };
+
+/* Operational log on stderr: "LEVEL component: message". Thread-safe. */
+void log_set_level(enum log_level lvl);
+void log_msg(enum log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+#define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_err(...)   log_msg(LOG_LVL_ERR, __VA_ARGS__)
+
+/* Startup failures and broken invariants only: prints and exits 2. */
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Allocation that aborts on exhaustion: a gateway that cannot allocate a few
+ * bytes cannot do anything useful, and checking every small allocation
+ * hides the real error paths. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t sz);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Wall clock in milliseconds since the epoch, and a monotonic clock. */
+int64_t now_ms(void);
+int64_t mono_ms(void);
+/* "2026-11-28T09:03:24.123Z" into out (at least 25 bytes). */
+void fmt_rfc3339_ms(int64_t ms, char *out, size_t outlen);
+/* RFC 3339 ("2026-11-28T09:00:00Z", "2026-11-28", with offset) or relative
+ * ("-24h", "-7d", "-30m", "-15s") relative to now_ms(). 0 on success. */
+int parse_time_arg(const char *s, int64_t *out_ms);
+
+/* "8MiB", "512KiB", "1MB", "1024" -> bytes. 0 on success. */
+int parse_size(const char *s, uint64_t *out);
+/* "10s", "250ms", "5m", "2h", "30d", "0" -> milliseconds. 0 on success. */
+int parse_duration_ms(const char *s, int64_t *out);
+
+/* Random (v4) UUID, 36 chars + NUL. */
+void uuid_v4(char out[37]);
+
+/* SHA-256 of a buffer, as 32 bytes or 64 lowercase hex chars + NUL. */
+void sha256_raw(const void *p, size_t n, unsigned char out[32]);
+void sha256_hex(const void *p, size_t n, char out[65]);
+void hex_encode(const unsigned char *in, size_t n, char *out /* 2n+1 */);
+/* Returns 0 on success; out must hold n/2 bytes. */
+int hex_decode(const char *in, size_t n, unsigned char *out);
+
+/* Constant-time comparison: 1 if equal. */
+int ct_equal(const void *a, const void *b, size_t n);
+
+/* ASCII case-insensitive helpers. */
+int ascii_casecmp(const char *a, const char *b);
+int ascii_ncasecmp(const char *a, const char *b, size_t n);
+
+/* Read a whole file; NULL and errno on failure. *len gets its size. */
+char *read_file(const char *path, size_t *len);
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif
