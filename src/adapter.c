@@ -1,1 +1,120 @@
-/* placeholder: being written */
+/*
+ * adapter.c - the table of backend kinds and the helpers adapters share.
+ */
+#include "adapter.h"
+#include "util.h"
+#include "buildconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+const struct adapter *
+adapter_for(enum backend_kind k)
+{
+	switch (k) {
+	case BK_OPENAI:
+		return &adapter_openai;
+	case BK_MISTRAL:
+		return &adapter_mistral;
+	case BK_AZURE:
+	case BK_BEDROCK:
+	case BK_VERTEX:
+		break;
+	}
+	return NULL;
+}
+
+/*
+ * Client headers that never go upstream: our own and the client's
+ * credentials (SPEC §3), framing (we re-frame), encodings (we read the
+ * stream for usage, so it must arrive as identity), and credentials or
+ * routing headers of the clouds we sign for, so a client cannot smuggle its
+ * own.
+ */
+static int
+client_header_blocked(const struct http_head *hd, const char *name)
+{
+	static const char *const blocked[] = { "authorization", "host",
+		"content-length", "content-type", "accept-encoding",
+		"content-encoding", "cookie", "expect", "api-key", "x-api-key",
+		"x-forwarded-for", "forwarded", "x-real-ip", "accept",
+		"user-agent" };
+	static const char *const prefixes[] = { "x-sovgate-", "x-amz-",
+		"x-goog-", "x-ms-", "proxy-" };
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(blocked); i++)
+		if (ascii_casecmp(name, blocked[i]) == 0)
+			return 1;
+	for (i = 0; i < ARRAY_LEN(prefixes); i++)
+		if (ascii_ncasecmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+			return 1;
+	return http_is_hop_by_hop(hd, name);
+}
+
+static int
+header_value_safe(const char *v)
+{
+	for (; *v; v++)
+		if (*v == '\r' || *v == '\n')
+			return 0;
+	return 1;
+}
+
+void
+adapter_write_head(const struct fwd_ctx *c, struct evbuffer *out,
+    const char *method, const char *path, const char *extra_headers,
+    size_t body_len)
+{
+	const struct backend *b = c->b;
+	const struct http_head *hd = c->client;
+	int default_port = b->use_tls ? 443 : 80;
+	size_t i;
+
+	evbuffer_add_printf(out, "%s %s HTTP/1.1\r\n", method, path);
+	if (b->port == default_port)
+		evbuffer_add_printf(out, "Host: %s\r\n", b->host);
+	else
+		evbuffer_add_printf(out, "Host: %s:%d\r\n", b->host, b->port);
+	evbuffer_add_printf(out, "Content-Type: application/json\r\n"
+	    "Content-Length: %zu\r\n"
+	    "Accept: %s\r\n"
+	    "Accept-Encoding: identity\r\n"
+	    "User-Agent: sovgate/" PACKAGE_VERSION "\r\n",
+	    body_len, c->stream ? "text/event-stream" : "application/json");
+	if (extra_headers)
+		evbuffer_add(out, extra_headers, strlen(extra_headers));
+	for (i = 0; hd && i < hd->nh; i++) {
+		if (client_header_blocked(hd, hd->h[i].name) ||
+		    !header_value_safe(hd->h[i].value))
+			continue;
+		evbuffer_add_printf(out, "%s: %s\r\n", hd->h[i].name,
+		    hd->h[i].value);
+	}
+	evbuffer_add(out, "\r\n", 2);
+}
+
+char *
+adapter_openai_path(const struct backend *b, enum endpoint ep)
+{
+	const char *base = b->base_path ? b->base_path : "";
+	size_t bl = strlen(base);
+	const char *tail = endpoint_path(ep);	/* "/v1/chat/completions" */
+
+	/* An endpoint written as ".../v1" already names the API version. */
+	if (bl >= 3 && strcmp(base + bl - 3, "/v1") == 0)
+		tail += 3;
+	return xasprintf("%s%s", base, tail);
+}
+
+char *
+adapter_dump(json_t *body, size_t *len)
+{
+	char *s = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
+
+	if (s && len)
+		*len = strlen(s);
+	return s;
+}

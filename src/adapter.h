@@ -1,1 +1,78 @@
-/* placeholder */
+/*
+ * adapter.h - one backend kind's protocol: how an OpenAI-shaped request is
+ * sent to it, and how its answer is turned back into an OpenAI-shaped
+ * answer for the client. Each kind is one file (adapter_<kind>.c) that
+ * fills a struct adapter; adapter.c holds the table and shared helpers.
+ *
+ * Contract: build() runs on a worker's event loop and must not block
+ * (credentials that need network, like an OAuth token, are obtained ahead
+ * of time and cached by the adapter's own machinery). The response hooks
+ * see the upstream body already de-chunked and write what the client
+ * should receive into `out`, in OpenAI's wire format (JSON, or SSE events
+ * for streams).
+ */
+#ifndef SOVGATE_ADAPTER_H
+#define SOVGATE_ADAPTER_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "backend.h"
+#include "extract.h"
+#include "http.h"
+
+struct evbuffer;
+
+/* What an adapter needs to build one upstream request. Read-only. */
+struct fwd_ctx {
+	const struct backend *b;
+	enum endpoint ep;
+	json_t *body;		/* the client's parsed request; the adapter
+				   may rewrite "model" in place but nothing
+				   else */
+	const char *model_id;	/* the backend's id for the requested model */
+	int stream;		/* the client asked for a stream */
+	const struct http_head *client;	/* the client's request head */
+};
+
+struct adapter {
+	const char *kind;
+	/* Writes the whole upstream request (head and body) into out.
+	 * 0 on success, -1 with a reason in err (no secret in it). */
+	int (*build)(const struct fwd_ctx *c, struct evbuffer *out,
+	    char *err, size_t errlen);
+	/* Response translation; all NULL means the upstream already speaks
+	 * OpenAI's format and its body passes through unchanged. */
+	void *(*resp_new)(const struct fwd_ctx *c, int status,
+	    const struct http_head *upstream);
+	/* Content type the client gets (NULL: the upstream's). */
+	const char *(*resp_content_type)(void *st);
+	int (*resp_body)(void *st, const char *p, size_t n,
+	    struct evbuffer *out);
+	/* The upstream finished (complete=1) or broke (complete=0). */
+	int (*resp_end)(void *st, int complete, struct evbuffer *out);
+	void (*resp_free)(void *st);
+};
+
+const struct adapter *adapter_for(enum backend_kind k);
+
+/* ---- helpers for adapters ---- */
+
+/* "POST <path> HTTP/1.1", Host, Content-Type/Length, Accept, User-Agent
+ * and the client's end-to-end headers that are safe to pass on (never
+ * Authorization, X-Sovgate-*, hop-by-hop, Host, Cookie, framing or
+ * encoding headers, nor credentials of other clouds). extra_headers are
+ * "Name: value\r\n" lines (may be NULL). */
+void adapter_write_head(const struct fwd_ctx *c, struct evbuffer *out,
+    const char *method, const char *path, const char *extra_headers,
+    size_t body_len);
+/* Path for an OpenAI-style endpoint under the backend's base path:
+ * ".../v1/chat/completions" (no doubled /v1). Returns a new string. */
+char *adapter_openai_path(const struct backend *b, enum endpoint ep);
+/* Serialise body compactly; NULL on failure. Caller frees. */
+char *adapter_dump(json_t *body, size_t *len);
+
+extern const struct adapter adapter_openai;
+extern const struct adapter adapter_mistral;
+
+#endif

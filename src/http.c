@@ -1,1 +1,496 @@
-/* placeholder: being written */
+/*
+ * http.c - see http.h.
+ */
+#include "http.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+struct http_parser {
+	llhttp_t ll;
+	llhttp_settings_t settings;
+	const struct http_parser_cb *cb;
+	void *arg;
+	struct http_head head;
+	size_t max_head, max_headers;
+	size_t head_bytes;
+	uint64_t msg_bytes;
+	int started, head_done, complete;
+	/* header being assembled: llhttp may split fields and values */
+	char *field, *value, *url, *status_text;
+	size_t flen, vlen, ulen;
+	int err_status;
+	char err[128];
+};
+
+void
+http_head_init(struct http_head *hd, int is_request)
+{
+	memset(hd, 0, sizeof(*hd));
+	hd->is_request = is_request;
+	hd->content_length = -1;
+}
+
+void
+http_head_clear(struct http_head *hd)
+{
+	size_t i;
+	int isreq = hd->is_request;
+
+	for (i = 0; i < hd->nh; i++) {
+		free(hd->h[i].name);
+		free(hd->h[i].value);
+	}
+	free(hd->h);
+	free(hd->method);
+	free(hd->url);
+	http_head_init(hd, isreq);
+}
+
+void
+http_head_add(struct http_head *hd, const char *name, size_t nlen,
+    const char *value, size_t vlen)
+{
+	if (hd->nh == hd->cap) {
+		hd->cap = hd->cap ? hd->cap * 2 : 16;
+		hd->h = xrealloc(hd->h, hd->cap * sizeof(*hd->h));
+	}
+	/* Optional whitespace around values is not part of them. */
+	while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+		vlen--;
+	while (vlen > 0 && (*value == ' ' || *value == '\t')) {
+		value++;
+		vlen--;
+	}
+	hd->h[hd->nh].name = xstrndup(name, nlen);
+	hd->h[hd->nh].value = xstrndup(value, vlen);
+	hd->nh++;
+}
+
+const char *
+http_head_get(const struct http_head *hd, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < hd->nh; i++)
+		if (ascii_casecmp(hd->h[i].name, name) == 0)
+			return hd->h[i].value;
+	return NULL;
+}
+
+size_t
+http_head_count(const struct http_head *hd, const char *name)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < hd->nh; i++)
+		if (ascii_casecmp(hd->h[i].name, name) == 0)
+			n++;
+	return n;
+}
+
+/* Does the comma-separated list contain token (case-insensitive)? */
+static int
+list_has_token(const char *list, const char *tok)
+{
+	size_t tl = strlen(tok);
+	const char *p = list;
+
+	while (*p) {
+		const char *e;
+		size_t n;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		e = p;
+		while (*e && *e != ',')
+			e++;
+		n = (size_t)(e - p);
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n == tl && ascii_ncasecmp(p, tok, n) == 0)
+			return 1;
+		p = e;
+	}
+	return 0;
+}
+
+int
+http_is_hop_by_hop(const struct http_head *hd, const char *name)
+{
+	static const char *const hop[] = { "connection", "keep-alive",
+		"proxy-connection", "proxy-authenticate", "proxy-authorization",
+		"te", "trailer", "transfer-encoding", "upgrade" };
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(hop); i++)
+		if (ascii_casecmp(name, hop[i]) == 0)
+			return 1;
+	for (i = 0; i < hd->nh; i++)
+		if (ascii_casecmp(hd->h[i].name, "connection") == 0 &&
+		    list_has_token(hd->h[i].value, name))
+			return 1;
+	return 0;
+}
+
+/* ---- parser ---- */
+
+static struct http_parser *
+P(llhttp_t *ll)
+{
+	return ll->data;
+}
+
+static int
+fail(struct http_parser *p, int status, const char *why)
+{
+	if (p->err_status == 0) {
+		p->err_status = status;
+		snprintf(p->err, sizeof(p->err), "%s", why);
+	}
+	return -1;
+}
+
+/* Appends to a growing string, bounded by the head limit. */
+static int
+append(struct http_parser *p, char **s, size_t *len, const char *at,
+    size_t n)
+{
+	p->head_bytes += n;
+	if (p->head_bytes > p->max_head)
+		return fail(p, p->head.is_request ? 431 : 502,
+		    "header section too large");
+	*s = xrealloc(*s, *len + n + 1);
+	memcpy(*s + *len, at, n);
+	*len += n;
+	(*s)[*len] = '\0';
+	return 0;
+}
+
+static int
+on_message_begin(llhttp_t *ll)
+{
+	struct http_parser *p = P(ll);
+
+	p->started = 1;
+	return 0;
+}
+
+static int
+on_url(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_parser *p = P(ll);
+
+	return append(p, &p->url, &p->ulen, at, n);
+}
+
+static int
+flush_header(struct http_parser *p)
+{
+	if (p->field == NULL)
+		return 0;
+	if (p->head.nh >= p->max_headers) {
+		free(p->field);
+		free(p->value);
+		p->field = p->value = NULL;
+		p->flen = p->vlen = 0;
+		return fail(p, p->head.is_request ? 431 : 502,
+		    "too many header fields");
+	}
+	http_head_add(&p->head, p->field, p->flen, p->value ? p->value : "",
+	    p->vlen);
+	free(p->field);
+	free(p->value);
+	p->field = p->value = NULL;
+	p->flen = p->vlen = 0;
+	return 0;
+}
+
+static int
+on_header_field(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_parser *p = P(ll);
+
+	p->head_bytes += 4;	/* ": " and CRLF count against the limit */
+	return append(p, &p->field, &p->flen, at, n);
+}
+
+static int
+on_header_value(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_parser *p = P(ll);
+
+	return append(p, &p->value, &p->vlen, at, n);
+}
+
+static int
+on_header_value_complete(llhttp_t *ll)
+{
+	return flush_header(P(ll));
+}
+
+static int
+on_headers_complete(llhttp_t *ll)
+{
+	struct http_parser *p = P(ll);
+	struct http_head *hd = &p->head;
+	const char *te;
+
+	if (flush_header(p) < 0)
+		return -1;
+	hd->http_major = ll->http_major;
+	hd->http_minor = ll->http_minor;
+	if (hd->is_request) {
+		hd->method = xstrdup(llhttp_method_name(ll->method));
+		hd->url = p->url ? p->url : xstrdup("");
+		p->url = NULL;
+		p->ulen = 0;
+	} else {
+		hd->status = ll->status_code;
+	}
+	/* Never guess between two framings (request smuggling). */
+	if (http_head_count(hd, "content-length") > 1)
+		return fail(p, 400, "duplicate Content-Length");
+	te = http_head_get(hd, "transfer-encoding");
+	if (te != NULL && http_head_get(hd, "content-length") != NULL)
+		return fail(p, 400,
+		    "both Content-Length and Transfer-Encoding");
+	if (http_head_count(hd, "transfer-encoding") > 1)
+		return fail(p, 400, "duplicate Transfer-Encoding");
+	if (ll->flags & F_CONTENT_LENGTH)
+		hd->content_length = (int64_t)ll->content_length;
+	hd->chunked = (ll->flags & F_CHUNKED) != 0;
+	hd->keep_alive = llhttp_should_keep_alive(ll);
+	p->head_done = 1;
+	if (p->cb->on_head && p->cb->on_head(p->arg, hd) < 0)
+		return fail(p, 400, "rejected");
+	return 0;
+}
+
+static int
+on_body(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_parser *p = P(ll);
+
+	if (p->cb->on_body && p->cb->on_body(p->arg, at, n) < 0) {
+		fail(p, 400, "rejected");
+		return HPE_USER;
+	}
+	return 0;
+}
+
+static int
+on_message_complete(llhttp_t *ll)
+{
+	struct http_parser *p = P(ll);
+
+	p->complete = 1;
+	if (p->cb->on_complete)
+		p->cb->on_complete(p->arg);
+	/* Stop here: a pipelined next request stays in the buffer until this
+	 * one has been answered. */
+	return HPE_PAUSED;
+}
+
+struct http_parser *
+http_parser_new(int is_request, size_t max_head_bytes, size_t max_headers,
+    const struct http_parser_cb *cb, void *arg)
+{
+	struct http_parser *p = xcalloc(1, sizeof(*p));
+
+	llhttp_settings_init(&p->settings);
+	p->settings.on_message_begin = on_message_begin;
+	p->settings.on_url = on_url;
+	p->settings.on_header_field = on_header_field;
+	p->settings.on_header_value = on_header_value;
+	p->settings.on_header_value_complete = on_header_value_complete;
+	p->settings.on_headers_complete = on_headers_complete;
+	p->settings.on_body = on_body;
+	p->settings.on_message_complete = on_message_complete;
+	p->cb = cb;
+	p->arg = arg;
+	p->max_head = max_head_bytes;
+	p->max_headers = max_headers;
+	http_head_init(&p->head, is_request);
+	llhttp_init(&p->ll, is_request ? HTTP_REQUEST : HTTP_RESPONSE,
+	    &p->settings);
+	p->ll.data = p;
+	return p;
+}
+
+static void
+clear_partial(struct http_parser *p)
+{
+	free(p->field);
+	free(p->value);
+	free(p->url);
+	p->field = p->value = p->url = NULL;
+	p->flen = p->vlen = p->ulen = 0;
+}
+
+void
+http_parser_free(struct http_parser *p)
+{
+	if (p == NULL)
+		return;
+	clear_partial(p);
+	http_head_clear(&p->head);
+	free(p);
+}
+
+void
+http_parser_reset(struct http_parser *p)
+{
+	int isreq = p->head.is_request;
+
+	clear_partial(p);
+	http_head_clear(&p->head);
+	http_head_init(&p->head, isreq);
+	p->head_bytes = 0;
+	p->msg_bytes = 0;
+	p->started = p->head_done = p->complete = 0;
+	p->err_status = 0;
+	p->err[0] = '\0';
+	if (llhttp_get_errno(&p->ll) == HPE_PAUSED)
+		llhttp_resume(&p->ll);
+	else if (llhttp_get_errno(&p->ll) != HPE_OK) {
+		llhttp_init(&p->ll, isreq ? HTTP_REQUEST : HTTP_RESPONSE,
+		    &p->settings);
+		p->ll.data = p;
+	}
+}
+
+static enum http_parse_result
+parse_error(struct http_parser *p, llhttp_errno_t err)
+{
+	if (p->err_status == 0) {
+		p->err_status = p->head.is_request ? 400 : 502;
+		snprintf(p->err, sizeof(p->err), "malformed HTTP: %s",
+		    llhttp_errno_name(err));
+	}
+	return HP_ERROR;
+}
+
+enum http_parse_result
+http_parser_feed(struct http_parser *p, struct evbuffer *buf)
+{
+	if (p->complete)
+		return HP_PAUSED;
+	if (p->err_status)
+		return HP_ERROR;
+	while (evbuffer_get_length(buf) > 0) {
+		struct evbuffer_iovec v;
+		llhttp_errno_t err;
+		size_t used;
+
+		if (evbuffer_peek(buf, -1, NULL, &v, 1) < 1)
+			break;
+		err = llhttp_execute(&p->ll, v.iov_base, v.iov_len);
+		if (err == HPE_OK) {
+			p->msg_bytes += v.iov_len;
+			evbuffer_drain(buf, v.iov_len);
+			continue;
+		}
+		if (err == HPE_PAUSED && p->complete) {
+			used = (size_t)(llhttp_get_error_pos(&p->ll) -
+			    (const char *)v.iov_base);
+			p->msg_bytes += used;
+			evbuffer_drain(buf, used);
+			return HP_PAUSED;
+		}
+		return parse_error(p, err);
+	}
+	return p->err_status ? HP_ERROR : HP_MORE;
+}
+
+enum http_parse_result
+http_parser_eof(struct http_parser *p)
+{
+	llhttp_errno_t err;
+
+	if (p->complete)
+		return HP_PAUSED;
+	if (p->err_status)
+		return HP_ERROR;
+	err = llhttp_finish(&p->ll);
+	if (p->complete)
+		return HP_PAUSED;
+	if (err != HPE_OK)
+		return parse_error(p, err);
+	if (p->started) {
+		fail(p, p->head.is_request ? 400 : 502,
+		    "connection closed mid-message");
+		return HP_ERROR;
+	}
+	return HP_MORE;
+}
+
+void
+http_parser_fail(struct http_parser *p, int status, const char *why)
+{
+	fail(p, status, why);
+}
+
+int
+http_parser_error_status(const struct http_parser *p)
+{
+	return p->err_status;
+}
+
+const char *
+http_parser_error(const struct http_parser *p)
+{
+	return p->err;
+}
+
+uint64_t
+http_parser_bytes(const struct http_parser *p)
+{
+	return p->msg_bytes;
+}
+
+int
+http_parser_started(const struct http_parser *p)
+{
+	return p->started;
+}
+
+struct http_head *
+http_parser_head(struct http_parser *p)
+{
+	return &p->head;
+}
+
+const char *
+http_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 424: return "Failed Dependency";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return status < 300 ? "OK" : status < 500 ? "Client Error" :
+	    "Server Error";
+	}
+}
