@@ -1,0 +1,65 @@
+/*
+ * config.h - the gateway config file (SPEC §4.1), loaded into an immutable
+ * struct that is owned by a snapshot (snapshot.h).
+ */
+#ifndef SOVGATE_CONFIG_H
+#define SOVGATE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "diag.h"
+
+enum durability { DUR_STRICT, DUR_BATCHED };
+
+struct client_def {
+	char *name;
+	unsigned char key_sha256[32];
+};
+
+struct limits {
+	uint64_t max_body;		/* 8 MiB */
+	uint64_t max_header_size;	/* 16 KiB: request line + headers */
+	int max_headers;		/* 100 */
+	int max_json_depth;		/* 64 */
+	int max_connections;		/* 4096, per process */
+	int64_t header_timeout_ms;	/* 10 s: whole header block */
+	int64_t body_timeout_ms;	/* 30 s: whole body */
+	int64_t keepalive_timeout_ms;	/* 75 s: idle client between requests */
+	int64_t upstream_connect_timeout_ms;	/* 5 s */
+	int64_t upstream_first_byte_timeout_ms;	/* 120 s */
+	int64_t stream_idle_timeout_ms;		/* 300 s */
+	int64_t drain_timeout_ms;		/* 30 s */
+	int64_t log_timeout_ms;		/* 5 s: wait for a strict commit */
+};
+
+struct gw_config {
+	char *path;		/* absolute path of the config file */
+	char *dir;		/* its directory: relative paths resolve here */
+	char *listen;		/* "127.0.0.1:8443" */
+	char *admin_listen;	/* "127.0.0.1:9464"; NULL = off */
+	char *tls_cert, *tls_key;	/* optional listener TLS */
+	char *policy_path;	/* absolute; a file or a directory */
+	char *backends_path;	/* absolute; a file or a directory */
+	char *log_database;	/* absolute */
+	enum durability durability;
+	int64_t batch_interval_ms;	/* batched mode: 5 ms */
+	char *fingerprint_key_file;	/* absolute; NULL = none */
+	char *shadow_policy_path;	/* optional candidate policy */
+	struct client_def *clients;
+	size_t nclients;
+	struct limits limits;
+	int workers;		/* 0 = auto (one per core) */
+	char *user;		/* drop privileges to this user; NULL = stay */
+};
+
+void limits_defaults(struct limits *l);
+/* Load and validate; NULL on any error (all of them in d). */
+struct gw_config *config_load(const char *path, struct diags *d);
+void config_free(struct gw_config *c);	/* NULL is a no-op */
+/* Client by key (constant-time over every client); NULL if unknown. */
+const struct client_def *config_find_client(const struct gw_config *c,
+    const char *key, size_t keylen);
+const struct client_def *config_client_by_name(const struct gw_config *c,
+    const char *name);
+
+#endif
