@@ -1,1 +1,1993 @@
-/* placeholder: being written */
+/*
+ * server.c - the data plane: client connections, request intake,
+ * classification and decision, the decision-log handshake, and
+ * forwarding with failover and streaming (SPEC §1, §3).
+ *
+ * Threads: N workers, each an event loop that owns its connections
+ * outright; nothing here is shared between workers except the immutable
+ * snapshot (reference-counted), backend health (atomics) and the
+ * decision-log queue. The main thread only handles signals.
+ *
+ * Lifetimes: a conn owns at most one request at a time. A request that is
+ * waiting for the log writer when its client goes away becomes an orphan:
+ * the conn is freed, and the request is freed by the writer's callback,
+ * which is guaranteed to run exactly once (dlog.h).
+ */
+#include "server.h"
+
+#include "adapter.h"
+#include "buildconf.h"
+#include "classify.h"
+#include "config.h"
+#include "dlog.h"
+#include "extract.h"
+#include "health.h"
+#include "http.h"
+#include "mailbox.h"
+#include "policy.h"
+#include "snapshot.h"
+#include "upstream.h"
+#include "util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <event2/dns.h>
+#include <event2/thread.h>
+#include <openssl/hmac.h>
+#include <openssl/evp.h>
+#include <openssl/crypto.h>
+
+/* Upstream bytes waiting for a slow client before we stop reading the
+ * upstream (backpressure); reading resumes below half of it. */
+#define CLIENT_OUT_HIGH		(256 * 1024)
+/* A non-stream answer is kept (up to this) to read its token usage. */
+#define USAGE_BODY_MAX		(1024 * 1024)
+#define SSE_LINE_MAX		(256 * 1024)
+/* Input buffered while a request is in process (pipelining is bounded). */
+#define CLIENT_IN_HIGH		(64 * 1024)
+
+struct worker;
+struct request;
+
+enum cstate { C_IDLE, C_HEAD, C_BODY, C_BUSY, C_CLOSING };
+
+struct conn {
+	struct worker *w;
+	struct bufferevent *bev;
+	struct http_parser *hp;
+	struct event *timer;
+	enum cstate state;
+	struct request *req;
+	int close_after;	/* close once the answer is written */
+	char peer[64];
+	struct conn *prev, *next;
+};
+
+enum attempt_stage { A_NONE, A_CONNECTING, A_WAITING, A_STREAMING };
+
+struct request {
+	struct conn *c;		/* NULL once the client is gone */
+	struct worker *w;
+	struct snapshot *snap;
+	struct http_head *head;	/* the conn's parser owns it */
+	struct evbuffer *body;
+	char id[37];
+	const struct client_def *client;
+	char client_name[128];
+	enum endpoint ep;
+	json_t *json;
+	char *model;
+	int stream;
+	int declared;		/* level index or -1 */
+	int classified;		/* level known */
+	struct decision *dec;
+	int logged;		/* a decision row was submitted */
+	int log_pending;	/* waiting for the writer's callback */
+	int orphan;		/* client gone while log_pending */
+	char action[8];
+
+	/* forwarding */
+	size_t cand;
+	enum attempt_stage stage;
+	struct upconn *up;
+	struct http_parser *uhp;
+	const struct adapter *ad;
+	void *ad_st;
+	struct fwd_ctx fctx;
+	char *upreq;		/* the built request of this attempt */
+	size_t upreq_len;
+	int stale_retried;
+	int abandon;		/* set by the response head callback */
+	struct event *utimer;
+	int64_t t_attempt;
+	json_t *attempts;
+	int all_timeouts;
+	const struct backend *answered;
+
+	/* response to the client */
+	int status;
+	int resp_started;
+	int resp_chunked;
+	int resp_close_delimited;
+	int throttled;
+	int is_sse;
+
+	/* usage */
+	struct evbuffer *usage_body;
+	char *sse_line;
+	size_t sse_len;
+	int sse_overflow;
+	int64_t prompt_tokens, completion_tokens, total_tokens;
+
+	int64_t t0, t_first_byte;
+	uint64_t bytes_in, bytes_out;
+	char error[256];
+};
+
+struct worker {
+	int id;
+	pthread_t th;
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct evconnlistener *lst;
+	evutil_socket_t fd;
+	struct mailbox *mb;
+	struct scan *scan;
+	struct upstream_pool *pool;
+	struct conn *conns;
+	int nconns;
+	int draining;
+};
+
+struct server {
+	const char *config_path;
+	struct worker *w;
+	int nw;
+	struct dlog *dlog;
+	atomic_int nconns;
+	int max_conns;
+	struct event_base *main_base;
+	int draining;
+	int64_t drain_deadline;
+};
+
+static struct server *S;
+
+static void conn_close(struct conn *c, const char *why);
+static void conn_next(struct conn *c);
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void request_finish(struct request *r);
+static void attempt_next(struct request *r);
+static void attempt_connect(struct request *r);
+static void utimer_cb(evutil_socket_t fd, short what, void *arg);
+static void attempt_failed(struct request *r, const char *result,
+    int status, const char *why, int timeout);
+static void send_head_to_client(struct request *r, int status,
+    const struct http_head *uh);
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                        */
+
+static void
+tv_ms(struct timeval *tv, int64_t ms)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+static const char *
+level_name(const struct request *r)
+{
+	if (!r->classified || r->snap == NULL || r->dec == NULL ||
+	    r->dec->level < 0 || r->dec->level >= r->snap->policy->nlevels)
+		return "unclassified";
+	return r->snap->policy->levels[r->dec->level];
+}
+
+static const struct limits *
+req_limits(const struct request *r)
+{
+	return &r->snap->cfg->limits;
+}
+
+static int64_t
+backend_timeout(int64_t own, int64_t dflt)
+{
+	return own > 0 ? own : dflt;
+}
+
+/* ------------------------------------------------------------------ */
+/* request lifecycle                                                    */
+
+static struct request *
+request_new(struct conn *c)
+{
+	struct request *r = xcalloc(1, sizeof(*r));
+
+	r->c = c;
+	r->w = c->w;
+	r->body = evbuffer_new();
+	r->declared = -1;
+	r->attempts = json_array();
+	r->prompt_tokens = r->completion_tokens = r->total_tokens = -1;
+	r->t0 = mono_ms();
+	r->t_first_byte = -1;
+	r->all_timeouts = 1;
+	uuid_v4(r->id);
+	snprintf(r->action, sizeof(r->action), "error");
+	return r;
+}
+
+static void
+request_free(struct request *r)
+{
+	if (r == NULL)
+		return;
+	if (r->utimer)
+		event_free(r->utimer);
+	upstream_close(r->up);
+	http_parser_free(r->uhp);
+	if (r->ad && r->ad_st && r->ad->resp_free)
+		r->ad->resp_free(r->ad_st);
+	evbuffer_free(r->body);
+	if (r->usage_body)
+		evbuffer_free(r->usage_body);
+	free(r->sse_line);
+	json_decref(r->json);
+	json_decref(r->attempts);
+	free(r->model);
+	free(r->upreq);
+	free(r->dec);
+	snapshot_unref(r->snap);
+	free(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* writing answers                                                      */
+
+static void
+write_common_headers(struct request *r, struct evbuffer *out)
+{
+	evbuffer_add_printf(out, "X-Sovgate-Decision: %s\r\n"
+	    "X-Sovgate-Level: %s\r\n", r->id, level_name(r));
+	if (r->answered)
+		evbuffer_add_printf(out, "X-Sovgate-Backend: %s\r\n",
+		    r->answered->name);
+}
+
+/* A complete answer with a body we hold. */
+static void
+respond(struct request *r, int status, const char *ctype, const char *body,
+    size_t len)
+{
+	struct conn *c = r->c;
+	struct evbuffer *out;
+	int close = c->close_after || c->w->draining ||
+	    !r->head || !r->head->keep_alive;
+
+	out = bufferevent_get_output(c->bev);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status,
+	    http_reason(status));
+	write_common_headers(r, out);
+	evbuffer_add_printf(out, "Content-Type: %s\r\nContent-Length: %zu\r\n"
+	    "%s\r\n", ctype, len, close ? "Connection: close\r\n" : "");
+	evbuffer_add(out, body, len);
+	if (close)
+		c->close_after = 1;
+	r->status = status;
+	r->bytes_out += len;
+	request_finish(r);
+}
+
+static void
+respond_error(struct request *r, int status, const char *type,
+    const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void
+respond_error(struct request *r, int status, const char *type,
+    const char *code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	json_t *o, *e;
+	char *s;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (r->error[0] == '\0')
+		snprintf(r->error, sizeof(r->error), "%s: %.200s", code, msg);
+	e = json_pack("{s:s, s:s, s:s, s:s}", "type", type, "code", code,
+	    "message", msg, "decision_id", r->id);
+	if (r->classified)
+		json_object_set_new(e, "level", json_string(level_name(r)));
+	o = json_pack("{s:o}", "error", e);
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	respond(r, status, "application/json", s, strlen(s));
+	free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* the decision log                                                     */
+
+static void
+fingerprint(const struct snapshot *s, const struct scan_value *v,
+    char out[65])
+{
+	unsigned char mac[32];
+	unsigned int len = sizeof(mac);
+
+	HMAC(EVP_sha256(), s->fp_key, sizeof(s->fp_key),
+	    (const unsigned char *)v->value, v->len, mac, &len);
+	hex_encode(mac, 32, out);
+}
+
+static struct dlog_decision *
+make_decision_row(struct request *r, const char *action, const char *reason)
+{
+	struct dlog_decision *d = dlog_decision_new();
+	const struct policy *p = r->snap->policy;
+	struct scan *sc = r->w->scan;
+	size_t i;
+
+	memcpy(d->id, r->id, sizeof(d->id));
+	d->ts_ms = now_ms();
+	d->client = r->client ? xstrdup(r->client->name) : NULL;
+	d->endpoint = xstrdup(endpoint_path(r->ep));
+	d->model = r->model ? xstrdup(r->model) : NULL;
+	d->findings_json = r->classified ? scan_findings_json(sc) :
+	    xstrdup("{}");
+	d->declared_level = r->declared >= 0 ?
+	    xstrdup(p->levels[r->declared]) : NULL;
+	d->level = r->classified ? xstrdup(level_name(r)) : NULL;
+	d->level_rule = r->classified ? xstrdup(r->dec->level_rule) : NULL;
+	d->policy_name = xstrdup(p->name);
+	memcpy(d->policy_sha256, p->sha256, sizeof(d->policy_sha256));
+	d->action = xstrdup(action);
+	d->reason = reason ? xstrdup(reason) : NULL;
+	d->candidates_json = r->classified ?
+	    decision_candidates_json(r->dec) : xstrdup("[]");
+	if (r->classified && !r->dec->deny && r->dec->ncandidates > 0) {
+		const struct backend *b = r->dec->candidates[0];
+
+		d->backend = xstrdup(b->name);
+		d->backend_facts_json = backend_facts_json(b);
+		d->cloud_act = b->cloud_act;
+	}
+	if (r->classified && r->snap->has_fp_key && sc->nvalues > 0) {
+		d->fps = xcalloc(sc->nvalues, sizeof(*d->fps));
+		for (i = 0; i < sc->nvalues; i++) {
+			d->fps[i].type = xstrdup(sc->values[i].type);
+			fingerprint(r->snap, &sc->values[i], d->fps[i].hmac);
+		}
+		d->nfps = sc->nvalues;
+	}
+	return d;
+}
+
+static void
+noop_logged(void *arg, int ok)
+{
+	(void)arg;
+	(void)ok;
+}
+
+/* Bad requests from an authenticated client and denials are logged but
+ * not waited for: nothing is forwarded, so there is nothing to hold. */
+static void
+log_unforwarded(struct request *r, const char *action, const char *reason)
+{
+	struct dlog_decision *d;
+
+	if (S->dlog == NULL || r->client == NULL)
+		return;
+	d = make_decision_row(r, action, reason);
+	if (dlog_submit_decision(S->dlog, d, r->w->mb, noop_logged, NULL) == 0)
+		r->logged = 1;
+}
+
+static void
+log_wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct request *r = arg;
+
+	(void)fd;
+	(void)what;
+	/* The writer will still call back; it then finds the request gone
+	 * or answered. Make that visible by marking it orphan-like. */
+	log_err("decision %s: log commit took longer than %lld ms; refusing",
+	    r->id, (long long)req_limits(r)->log_timeout_ms);
+	r->stage = A_NONE;
+	snprintf(r->action, sizeof(r->action), "error");
+	respond_error(r, 503, "service_unavailable", "decision_log_unavailable",
+	    "the decision log could not record this request in time; "
+	    "nothing was forwarded");
+}
+
+static void
+on_logged(void *arg, int ok)
+{
+	struct request *r = arg;
+
+	r->log_pending = 0;
+	if (r->orphan) {
+		request_free(r);
+		return;
+	}
+	if (r->c == NULL || r->c->req != r || r->status != 0)
+		return;	/* answered already (timed out) */
+	/* From here the timer guards the upstream attempts. */
+	event_free(r->utimer);
+	r->utimer = evtimer_new(r->w->base, utimer_cb, r);
+	if (!ok) {
+		snprintf(r->action, sizeof(r->action), "error");
+		respond_error(r, 503, "service_unavailable",
+		    "decision_log_unavailable",
+		    "the decision log cannot record decisions; nothing was "
+		    "forwarded (fail closed)");
+		return;
+	}
+	r->logged = 1;
+	attempt_next(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* intake: auth, parse, classify, decide                                */
+
+static int
+authenticate(struct request *r)
+{
+	const char *h = http_head_get(r->head, "authorization");
+	const char *key;
+
+	if (h == NULL || ascii_ncasecmp(h, "Bearer ", 7) != 0)
+		return -1;
+	key = h + 7;
+	while (*key == ' ')
+		key++;
+	r->client = config_find_client(r->snap->cfg, key, strlen(key));
+	if (r->client == NULL)
+		return -1;
+	snprintf(r->client_name, sizeof(r->client_name), "%s", r->client->name);
+	return 0;
+}
+
+static void
+handle_models(struct request *r)
+{
+	const char *m = r->snap->models_json;
+
+	respond(r, 200, "application/json", m, strlen(m));
+}
+
+static void
+handle_api(struct request *r)
+{
+	const struct limits *lim = req_limits(r);
+	const char *decl;
+	json_t *jm, *js;
+	char err[256];
+	size_t blen = evbuffer_get_length(r->body);
+	const char *body = (const char *)evbuffer_pullup(r->body, -1);
+	struct decide_input in;
+	struct scan *sc = r->w->scan;
+	struct dlog_decision *d;
+	struct timeval tv;
+
+	r->bytes_in = blen;
+	r->json = request_parse(body ? body : "", blen, lim->max_json_depth,
+	    err, sizeof(err));
+	if (r->json == NULL) {
+		log_unforwarded(r, "error", err);
+		respond_error(r, 400, "invalid_request_error", "invalid_body",
+		    "%s", err);
+		return;
+	}
+	jm = json_object_get(r->json, "model");
+	if (!json_is_string(jm) || json_string_length(jm) == 0) {
+		log_unforwarded(r, "error", "missing or non-string model");
+		respond_error(r, 400, "invalid_request_error", "invalid_model",
+		    "the request must name a model as a non-empty string in "
+		    "\"model\"");
+		return;
+	}
+	r->model = xstrdup(json_string_value(jm));
+	js = json_object_get(r->json, "stream");
+	r->stream = json_is_true(js);
+
+	decl = http_head_get(r->head, "x-sovgate-classification");
+	if (decl != NULL) {
+		r->declared = policy_level_index(r->snap->policy, decl);
+		if (r->declared < 0) {
+			log_unforwarded(r, "error", "unknown declared level");
+			respond_error(r, 400, "invalid_request_error",
+			    "invalid_classification",
+			    "X-Sovgate-Classification '%.64s' is not a level "
+			    "of policy '%s'", decl, r->snap->policy->name);
+			return;
+		}
+	}
+
+	scan_reset(sc);
+	if (classify_request(r->snap->clf, sc, r->json, r->ep, err,
+	    sizeof(err)) < 0) {
+		log_unforwarded(r, "error", err);
+		respond_error(r, 400, "invalid_request_error", "invalid_body",
+		    "%s", err);
+		return;
+	}
+	memset(&in, 0, sizeof(in));
+	in.scan = sc;
+	in.client = r->client->name;
+	in.model = r->model;
+	in.declared_level = r->declared;
+	r->dec = xcalloc(1, sizeof(*r->dec));
+	if (policy_decide(r->snap->policy, r->snap->backends, &in,
+	    health_is_down, NULL, r->dec) < 0) {
+		/* Fail closed: no decision, no forwarding. */
+		respond_error(r, 503, "service_unavailable", "policy_error",
+		    "the policy could not decide this request");
+		return;
+	}
+	r->classified = 1;
+
+	if (r->dec->deny) {
+		snprintf(r->action, sizeof(r->action), "deny");
+		log_unforwarded(r, "deny", r->dec->reason);
+		respond_error(r, 403, "policy_denied", r->dec->deny_code[0] ?
+		    r->dec->deny_code : "no_allowed_backend", "%s",
+		    r->dec->reason);
+		return;
+	}
+	snprintf(r->action, sizeof(r->action), "allow");
+	if (S->dlog == NULL) {
+		respond_error(r, 503, "service_unavailable",
+		    "decision_log_unavailable", "no decision log");
+		return;
+	}
+	d = make_decision_row(r, "allow", NULL);
+	/* Values exist only for this request: forget them now. */
+	scan_reset(sc);
+	r->utimer = evtimer_new(r->w->base, log_wait_timeout, r);
+	tv_ms(&tv, lim->log_timeout_ms > 0 ? lim->log_timeout_ms : 5000);
+	r->log_pending = 1;
+	if (dlog_submit_decision(S->dlog, d, r->w->mb, on_logged, r) < 0) {
+		r->log_pending = 0;
+		snprintf(r->action, sizeof(r->action), "error");
+		respond_error(r, 503, "service_unavailable",
+		    "decision_log_unavailable",
+		    "the decision log is full or failing; nothing was "
+		    "forwarded (fail closed)");
+		return;
+	}
+	evtimer_add(r->utimer, &tv);
+}
+
+static void
+handle_request(struct conn *c)
+{
+	struct request *r = c->req;
+	const char *url = r->head->url;
+	const char *q = strchr(url, '?');
+	size_t plen = q ? (size_t)(q - url) : strlen(url);
+	char path[128];
+	int is_post = strcmp(r->head->method, "POST") == 0;
+	int is_get = strcmp(r->head->method, "GET") == 0;
+
+	snprintf(path, sizeof(path), "%.*s", (int)(plen < 127 ? plen : 127),
+	    url);
+	r->snap = snapshot_current();
+	if (r->snap == NULL) {
+		respond_error(r, 503, "service_unavailable", "not_ready",
+		    "no configuration loaded");
+		return;
+	}
+	if (c->w->draining)
+		c->close_after = 1;
+	r->ep = endpoint_from_path(path);
+	if (strcmp(path, "/v1/models") == 0) {
+		if (!is_get) {
+			respond_error(r, 405, "invalid_request_error",
+			    "method_not_allowed", "use GET on /v1/models");
+			return;
+		}
+	} else if (r->ep == EP_UNKNOWN) {
+		respond_error(r, 404, "invalid_request_error", "not_found",
+		    "unknown endpoint %s: sovgate serves /v1/chat/completions, "
+		    "/v1/embeddings, /v1/fim/completions and /v1/models", path);
+		return;
+	} else if (!is_post) {
+		respond_error(r, 405, "invalid_request_error",
+		    "method_not_allowed", "use POST on %s", path);
+		return;
+	}
+	if (authenticate(r) < 0) {
+		respond_error(r, 401, "authentication_error", "invalid_api_key",
+		    "missing or unknown client key: send "
+		    "'Authorization: Bearer <client key>'");
+		return;
+	}
+	if (r->ep == EP_UNKNOWN)
+		handle_models(r);
+	else
+		handle_api(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* usage accounting on what the client receives                         */
+
+static void
+usage_from_json(struct request *r, json_t *o)
+{
+	json_t *u = json_object_get(o, "usage");
+	json_t *v;
+
+	if (!json_is_object(u))
+		return;
+	if ((v = json_object_get(u, "prompt_tokens")) && json_is_integer(v))
+		r->prompt_tokens = json_integer_value(v);
+	if ((v = json_object_get(u, "completion_tokens")) && json_is_integer(v))
+		r->completion_tokens = json_integer_value(v);
+	if ((v = json_object_get(u, "total_tokens")) && json_is_integer(v))
+		r->total_tokens = json_integer_value(v);
+}
+
+static void
+sse_line_done(struct request *r)
+{
+	const char *p = r->sse_line;
+	size_t n = r->sse_len;
+	json_t *o;
+
+	if (n < 5 || strncmp(p, "data:", 5) != 0)
+		return;
+	p += 5;
+	n -= 5;
+	/* Only events that carry usage are worth parsing. */
+	if (memmem(p, n, "\"usage\"", 7) == NULL)
+		return;
+	o = json_loadb(p, n, 0, NULL);
+	if (o) {
+		usage_from_json(r, o);
+		json_decref(o);
+	}
+}
+
+static void
+usage_feed(struct request *r, const char *p, size_t n)
+{
+	size_t i;
+
+	if (!r->is_sse) {
+		if (r->usage_body && evbuffer_get_length(r->usage_body) + n <=
+		    USAGE_BODY_MAX)
+			evbuffer_add(r->usage_body, p, n);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		char ch = p[i];
+
+		if (ch == '\n') {
+			if (!r->sse_overflow)
+				sse_line_done(r);
+			r->sse_len = 0;
+			r->sse_overflow = 0;
+			continue;
+		}
+		if (ch == '\r')
+			continue;
+		if (r->sse_len == SSE_LINE_MAX) {
+			r->sse_overflow = 1;
+			continue;
+		}
+		if (r->sse_line == NULL)
+			r->sse_line = xmalloc(SSE_LINE_MAX);
+		r->sse_line[r->sse_len++] = ch;
+	}
+}
+
+static void
+usage_end(struct request *r)
+{
+	json_t *o;
+	size_t n;
+
+	if (r->is_sse || r->usage_body == NULL)
+		return;
+	n = evbuffer_get_length(r->usage_body);
+	if (n == 0)
+		return;
+	o = json_loadb((const char *)evbuffer_pullup(r->usage_body, -1), n, 0,
+	    NULL);
+	if (o) {
+		usage_from_json(r, o);
+		json_decref(o);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* forwarding                                                           */
+
+static void
+record_attempt(struct request *r, const struct backend *b, const char *result,
+    int status, const char *error)
+{
+	json_t *a = json_pack("{s:s, s:s, s:i, s:I}", "backend", b->name,
+	    "result", result, "status", status,
+	    "ms", (json_int_t)(mono_ms() - r->t_attempt));
+
+	if (error)
+		json_object_set_new(a, "error", json_string(error));
+	json_array_append_new(r->attempts, a);
+}
+
+static const struct backend *
+cur_backend(const struct request *r)
+{
+	return r->dec->candidates[r->cand];
+}
+
+static int
+is_failover_status(int status)
+{
+	return status == 408 || status == 424 || status == 429 ||
+	    status >= 500;
+}
+
+/* Writes upstream-bound client data framed for the client. */
+static void
+client_write_body(struct request *r, const char *p, size_t n)
+{
+	struct evbuffer *out;
+
+	if (n == 0 || r->c == NULL)
+		return;
+	out = bufferevent_get_output(r->c->bev);
+	if (r->resp_chunked)
+		evbuffer_add_printf(out, "%zx\r\n", n);
+	evbuffer_add(out, p, n);
+	if (r->resp_chunked)
+		evbuffer_add(out, "\r\n", 2);
+	r->bytes_out += n;
+	usage_feed(r, p, n);
+}
+
+static void
+client_write_evbuffer(struct request *r, struct evbuffer *b)
+{
+	size_t n = evbuffer_get_length(b);
+
+	if (n == 0)
+		return;
+	client_write_body(r, (const char *)evbuffer_pullup(b, -1), n);
+	evbuffer_drain(b, n);
+}
+
+static void
+backpressure_check(struct request *r)
+{
+	struct evbuffer *out;
+
+	if (r->c == NULL || r->up == NULL)
+		return;
+	out = bufferevent_get_output(r->c->bev);
+	if (!r->throttled && evbuffer_get_length(out) > CLIENT_OUT_HIGH) {
+		/* The client reads slower than the upstream writes: stop
+		 * reading the upstream until the client catches up, so
+		 * memory stays bounded and TCP pushes back on the model. */
+		r->throttled = 1;
+		bufferevent_disable(r->up->bev, EV_READ);
+		bufferevent_setwatermark(r->c->bev, EV_WRITE,
+		    CLIENT_OUT_HIGH / 2, 0);
+	}
+}
+
+static void
+arm_utimer(struct request *r, int64_t ms)
+{
+	struct timeval tv;
+
+	tv_ms(&tv, ms);
+	evtimer_add(r->utimer, &tv);
+}
+
+static int64_t
+idle_timeout_of(const struct request *r)
+{
+	return backend_timeout(cur_backend(r)->stream_idle_timeout_ms,
+	    req_limits(r)->stream_idle_timeout_ms);
+}
+
+static void
+finish_stream_ok(struct request *r)
+{
+	struct evbuffer *tmp;
+
+	if (r->ad && r->ad->resp_end) {
+		tmp = evbuffer_new();
+		r->ad->resp_end(r->ad_st, 1, tmp);
+		client_write_evbuffer(r, tmp);
+		evbuffer_free(tmp);
+	}
+	if (r->resp_chunked && r->c)
+		evbuffer_add(bufferevent_get_output(r->c->bev), "0\r\n\r\n", 5);
+	usage_end(r);
+	request_finish(r);
+}
+
+/* The answer broke after the client got its head: say so in the stream
+ * (an SSE error event) and end it; a plain body can only be cut. */
+static void
+finish_stream_broken(struct request *r, const char *why)
+{
+	struct evbuffer *tmp;
+
+	snprintf(r->error, sizeof(r->error), "upstream broke mid-answer: %s",
+	    why);
+	if (r->c == NULL) {
+		request_finish(r);
+		return;
+	}
+	if (r->ad && r->ad->resp_end) {
+		tmp = evbuffer_new();
+		r->ad->resp_end(r->ad_st, 0, tmp);
+		client_write_evbuffer(r, tmp);
+		evbuffer_free(tmp);
+	}
+	if (r->is_sse) {
+		json_t *o = json_pack("{s:{s:s, s:s, s:s, s:s}}", "error",
+		    "type", "upstream_error", "code", "stream_interrupted",
+		    "message", why, "decision_id", r->id);
+		char *s = json_dumps(o, JSON_COMPACT);
+		char *ev = xasprintf("event: error\ndata: %s\n\n", s);
+
+		client_write_body(r, ev, strlen(ev));
+		free(ev);
+		free(s);
+		json_decref(o);
+		if (r->resp_chunked)
+			evbuffer_add(bufferevent_get_output(r->c->bev),
+			    "0\r\n\r\n", 5);
+	}
+	/* A cut plain body must not look complete: close. */
+	r->c->close_after = 1;
+	request_finish(r);
+}
+
+static int
+up_on_head(void *arg, struct http_head *uh)
+{
+	struct request *r = arg;
+	const struct backend *b = cur_backend(r);
+
+	if (uh->status >= 100 && uh->status < 200)
+		return 0;	/* llhttp skips interim answers itself */
+	evtimer_del(r->utimer);
+	if (is_failover_status(uh->status)) {
+		/* Nothing reached the client yet: this candidate failed. */
+		r->abandon = uh->status;
+		return -1;
+	}
+	health_report(b, 1);
+	record_attempt(r, b, uh->status < 400 ? "ok" : "client_error",
+	    uh->status, NULL);
+	r->answered = b;
+	r->stage = A_STREAMING;
+	if (r->ad->resp_new)
+		r->ad_st = r->ad->resp_new(&r->fctx, uh->status, uh);
+	send_head_to_client(r, uh->status, uh);
+	arm_utimer(r, idle_timeout_of(r));
+	return 0;
+}
+
+static int
+up_on_body(void *arg, const char *p, size_t n)
+{
+	struct request *r = arg;
+
+	if (r->stage != A_STREAMING)
+		return 0;
+	if (r->t_first_byte < 0)
+		r->t_first_byte = mono_ms() - r->t0;
+	if (r->ad->resp_body) {
+		struct evbuffer *tmp = evbuffer_new();
+		int rc = r->ad->resp_body(r->ad_st, p, n, tmp);
+
+		client_write_evbuffer(r, tmp);
+		evbuffer_free(tmp);
+		if (rc < 0) {
+			http_parser_fail(r->uhp, 502, "untranslatable answer");
+			return -1;
+		}
+	} else {
+		client_write_body(r, p, n);
+	}
+	arm_utimer(r, idle_timeout_of(r));
+	return 0;
+}
+
+static void
+up_on_complete(void *arg)
+{
+	(void)arg;
+}
+
+static const struct http_parser_cb up_cb = {
+	.on_head = up_on_head,
+	.on_body = up_on_body,
+	.on_complete = up_on_complete,
+};
+
+static void
+up_done(struct request *r)
+{
+	struct http_head *uh = http_parser_head(r->uhp);
+	int reusable = uh->keep_alive;
+
+	evtimer_del(r->utimer);
+	upstream_release(r->up, reusable);
+	r->up = NULL;
+	finish_stream_ok(r);
+}
+
+static void
+up_handle_parse(struct request *r, enum http_parse_result res)
+{
+	if (res == HP_PAUSED) {
+		up_done(r);
+		return;
+	}
+	if (res == HP_ERROR) {
+		if (r->abandon) {
+			char why[64];
+			int st = r->abandon;
+
+			snprintf(why, sizeof(why), "upstream answered %d", st);
+			r->abandon = 0;
+			attempt_failed(r, "status", st, why, 0);
+			return;
+		}
+		if (r->stage == A_STREAMING) {
+			const struct backend *b = cur_backend(r);
+
+			upstream_close(r->up);
+			r->up = NULL;
+			evtimer_del(r->utimer);
+			health_report(b, 0);
+			finish_stream_broken(r, http_parser_error(r->uhp));
+			return;
+		}
+		attempt_failed(r, "bad_response", 0,
+		    http_parser_error(r->uhp), 0);
+	}
+}
+
+static void
+up_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct request *r = arg;
+
+	up_handle_parse(r, http_parser_feed(r->uhp, bufferevent_get_input(bev)));
+	if (r->c && r->stage == A_STREAMING)
+		backpressure_check(r);
+}
+
+static void
+up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct request *r = arg;
+	enum http_parse_result res;
+
+	(void)bev;
+	if (what & BEV_EVENT_EOF) {
+		/* Parse what is left, then let EOF end an EOF-framed body. */
+		res = http_parser_feed(r->uhp, bufferevent_get_input(r->up->bev));
+		if (res == HP_MORE)
+			res = http_parser_eof(r->uhp);
+		if (res == HP_PAUSED) {
+			http_parser_head(r->uhp)->keep_alive = 0;
+			up_done(r);
+			return;
+		}
+		if (res == HP_ERROR) {
+			up_handle_parse(r, res);
+			return;
+		}
+	}
+	if (r->stage == A_STREAMING) {
+		const struct backend *b = cur_backend(r);
+
+		upstream_close(r->up);
+		r->up = NULL;
+		evtimer_del(r->utimer);
+		health_report(b, 0);
+		finish_stream_broken(r, (what & BEV_EVENT_EOF) ?
+		    "connection closed by the backend" :
+		    "connection to the backend failed");
+		return;
+	}
+	/* A pooled connection the server had closed while idle: resend once
+	 * on a fresh one, before any response byte (not a failover). */
+	if (r->up && r->up->reused && !r->stale_retried &&
+	    !http_parser_started(r->uhp)) {
+		r->stale_retried = 1;
+		upstream_close(r->up);
+		r->up = NULL;
+		json_array_append_new(r->attempts, json_pack("{s:s, s:s}",
+		    "backend", cur_backend(r)->name, "result", "stale_retry"));
+		attempt_connect(r);
+		return;
+	}
+	attempt_failed(r, "connection", 0, (what & BEV_EVENT_EOF) ?
+	    "connection closed before an answer" : "connection error", 0);
+}
+
+static void
+utimer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct request *r = arg;
+
+	(void)fd;
+	(void)what;
+	if (r->stage == A_STREAMING) {
+		const struct backend *b = cur_backend(r);
+
+		upstream_close(r->up);
+		r->up = NULL;
+		health_report(b, 0);
+		finish_stream_broken(r, "the backend stopped sending "
+		    "(stream idle timeout)");
+		return;
+	}
+	attempt_failed(r, "timeout", 0, r->stage == A_CONNECTING ?
+	    "connect timeout" : "no answer before the first-byte timeout", 1);
+}
+
+static void
+send_upstream(struct request *r)
+{
+	const struct backend *b = cur_backend(r);
+
+	r->stage = A_WAITING;
+	http_parser_free(r->uhp);
+	r->uhp = http_parser_new(0, 64 * 1024, 200, &up_cb, r);
+	bufferevent_setcb(r->up->bev, up_read_cb, NULL, up_event_cb, r);
+	bufferevent_enable(r->up->bev, EV_READ | EV_WRITE);
+	evbuffer_add(bufferevent_get_output(r->up->bev), r->upreq,
+	    r->upreq_len);
+	arm_utimer(r, backend_timeout(b->first_byte_timeout_ms,
+	    req_limits(r)->upstream_first_byte_timeout_ms));
+}
+
+static void
+up_ready(struct upconn *u, int ok, const char *err, void *arg)
+{
+	struct request *r = arg;
+
+	(void)u;
+	evtimer_del(r->utimer);
+	if (!ok) {
+		attempt_failed(r, "connect", 0, err, 0);
+		return;
+	}
+	send_upstream(r);
+}
+
+static void
+attempt_connect(struct request *r)
+{
+	const struct backend *b = cur_backend(r);
+	char err[256];
+	int now = 0;
+	int64_t cto = backend_timeout(b->connect_timeout_ms,
+	    req_limits(r)->upstream_connect_timeout_ms);
+
+	r->stage = A_CONNECTING;
+	r->up = upstream_get(r->w->pool, b, cto, up_ready, r, &now, err,
+	    sizeof(err));
+	if (r->up == NULL) {
+		attempt_failed(r, "connect", 0, err, 0);
+		return;
+	}
+	if (now) {
+		send_upstream(r);
+		return;
+	}
+	/* The connect timeout is the bufferevent's; this timer is a
+	 * backstop covering DNS as well. */
+	arm_utimer(r, cto + 1000);
+}
+
+static void
+attempt_next(struct request *r)
+{
+	char err[256];
+	struct evbuffer *tmp;
+
+	for (; r->cand < r->dec->ncandidates; r->cand++) {
+		const struct backend *b = cur_backend(r);
+
+		r->t_attempt = mono_ms();
+		r->ad = adapter_for(b->kind);
+		if (r->ad == NULL) {
+			record_attempt(r, b, "unsupported", 0,
+			    "no adapter for this kind in this build");
+			r->all_timeouts = 0;
+			continue;
+		}
+		memset(&r->fctx, 0, sizeof(r->fctx));
+		r->fctx.b = b;
+		r->fctx.ep = r->ep;
+		r->fctx.body = r->json;
+		r->fctx.model_id = backend_model_id(b, r->model);
+		r->fctx.stream = r->stream;
+		r->fctx.client = r->head;
+		if (r->fctx.model_id == NULL)
+			r->fctx.model_id = r->model;
+		tmp = evbuffer_new();
+		if (r->ad->build(&r->fctx, tmp, err, sizeof(err)) < 0) {
+			evbuffer_free(tmp);
+			record_attempt(r, b, "build", 0, err);
+			r->all_timeouts = 0;
+			continue;
+		}
+		free(r->upreq);
+		r->upreq_len = evbuffer_get_length(tmp);
+		r->upreq = xmalloc(r->upreq_len);
+		evbuffer_remove(tmp, r->upreq, r->upreq_len);
+		evbuffer_free(tmp);
+		r->stale_retried = 0;
+		attempt_connect(r);
+		return;
+	}
+	/* Every allowed candidate failed; none other may be tried. */
+	snprintf(r->action, sizeof(r->action), "allow");
+	if (r->all_timeouts && json_array_size(r->attempts) > 0)
+		respond_error(r, 504, "upstream_error", "upstream_timeout",
+		    "every allowed backend timed out (%zu attempts)",
+		    json_array_size(r->attempts));
+	else
+		respond_error(r, 502, "upstream_error", "upstream_failed",
+		    "every allowed backend failed (%zu attempts)",
+		    json_array_size(r->attempts));
+}
+
+static void
+attempt_failed(struct request *r, const char *result, int status,
+    const char *why, int timeout)
+{
+	const struct backend *b = cur_backend(r);
+
+	evtimer_del(r->utimer);
+	upstream_close(r->up);
+	r->up = NULL;
+	r->stage = A_NONE;
+	if (!timeout)
+		r->all_timeouts = 0;
+	record_attempt(r, b, result, status, why);
+	health_report(b, 0);
+	log_warn("decision %s: backend %s failed (%s%s%s); %s", r->id, b->name,
+	    result, why ? ": " : "", why ? why : "",
+	    r->cand + 1 < r->dec->ncandidates ? "failing over" :
+	    "no allowed candidate left");
+	if (r->c == NULL) {
+		request_finish(r);
+		return;
+	}
+	r->cand++;
+	attempt_next(r);
+}
+
+static void
+send_head_to_client(struct request *r, int status, const struct http_head *uh)
+{
+	struct conn *c = r->c;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	const char *ct = NULL;
+	size_t i;
+	int http11 = r->head->http_major == 1 && r->head->http_minor >= 1;
+
+	r->status = status;
+	r->resp_started = 1;
+	if (r->ad->resp_content_type)
+		ct = r->ad->resp_content_type(r->ad_st);
+	if (ct == NULL)
+		ct = http_head_get(uh, "content-type");
+	if (ct == NULL)
+		ct = "application/json";
+	r->is_sse = ascii_ncasecmp(ct, "text/event-stream", 17) == 0;
+	if (!r->is_sse)
+		r->usage_body = evbuffer_new();
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status,
+	    http_reason(status));
+	write_common_headers(r, out);
+	evbuffer_add_printf(out, "Content-Type: %s\r\n", ct);
+	/* The backend's own end-to-end headers (request ids, rate limits)
+	 * are useful to the client; framing and cookies are ours. */
+	for (i = 0; i < uh->nh; i++) {
+		const char *n = uh->h[i].name;
+
+		if (http_is_hop_by_hop(uh, n) ||
+		    ascii_casecmp(n, "content-length") == 0 ||
+		    ascii_casecmp(n, "content-type") == 0 ||
+		    ascii_casecmp(n, "set-cookie") == 0 ||
+		    ascii_casecmp(n, "server") == 0 ||
+		    ascii_casecmp(n, "date") == 0 ||
+		    ascii_ncasecmp(n, "x-sovgate-", 10) == 0)
+			continue;
+		evbuffer_add_printf(out, "%s: %s\r\n", n, uh->h[i].value);
+	}
+	if (r->ad->resp_body == NULL && uh->content_length >= 0 &&
+	    !uh->chunked) {
+		evbuffer_add_printf(out, "Content-Length: %lld\r\n",
+		    (long long)uh->content_length);
+	} else if (http11) {
+		r->resp_chunked = 1;
+		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+	} else {
+		r->resp_close_delimited = 1;
+		c->close_after = 1;
+	}
+	if (c->close_after || !r->head->keep_alive || c->w->draining) {
+		c->close_after = 1;
+		evbuffer_add_printf(out, "Connection: close\r\n");
+	}
+	if (r->is_sse)
+		evbuffer_add_printf(out, "Cache-Control: no-cache\r\n");
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* ------------------------------------------------------------------ */
+/* finishing a request                                                  */
+
+static void
+submit_outcome(struct request *r)
+{
+	struct dlog_outcome *o;
+
+	if (!r->logged || S->dlog == NULL)
+		return;
+	o = dlog_outcome_new();
+	memcpy(o->decision_id, r->id, sizeof(o->decision_id));
+	o->ts_ms = now_ms();
+	o->status = r->status;
+	o->attempts = 0;
+	{
+		size_t i;
+
+		for (i = 0; i < json_array_size(r->attempts); i++) {
+			json_t *res = json_object_get(json_array_get(
+			    r->attempts, i), "result");
+
+			if (!json_is_string(res) || strcmp(json_string_value(
+			    res), "stale_retry") != 0)
+				o->attempts++;
+		}
+	}
+	o->attempts_json = json_dumps(r->attempts, JSON_COMPACT);
+	o->backend = r->answered ? xstrdup(r->answered->name) : NULL;
+	o->latency_ms = mono_ms() - r->t0;
+	o->ttfb_ms = r->t_first_byte;
+	o->bytes_in = (int64_t)r->bytes_in;
+	o->bytes_out = (int64_t)r->bytes_out;
+	o->prompt_tokens = r->prompt_tokens;
+	o->completion_tokens = r->completion_tokens;
+	o->total_tokens = r->total_tokens;
+	o->error = r->error[0] ? xstrdup(r->error) : NULL;
+	dlog_submit_outcome(S->dlog, o);
+}
+
+static void
+access_log(struct request *r)
+{
+	log_info("access id=%s client=%s endpoint=%s level=%s action=%s "
+	    "backend=%s status=%d attempts=%zu ms=%lld in=%llu out=%llu "
+	    "tokens=%lld%s%s",
+	    r->id, r->client ? r->client_name : "-",
+	    r->head ? r->head->url : "-", level_name(r), r->action,
+	    r->answered ? r->answered->name : "-", r->status,
+	    json_array_size(r->attempts), (long long)(mono_ms() - r->t0),
+	    (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
+	    (long long)r->total_tokens, r->error[0] ? " error=" : "",
+	    r->error[0] ? r->error : "");
+}
+
+/* The answer is written (or abandoned): record, then free or orphan. */
+static void
+request_finish(struct request *r)
+{
+	struct conn *c = r->c;
+
+	access_log(r);
+	submit_outcome(r);
+	if (c) {
+		c->req = NULL;
+		r->c = NULL;
+		r->head = NULL;
+	}
+	if (r->log_pending) {
+		r->orphan = 1;	/* on_logged frees it */
+		upstream_close(r->up);
+		r->up = NULL;
+		if (r->utimer)
+			evtimer_del(r->utimer);
+	} else {
+		request_free(r);
+	}
+	if (c)
+		conn_next(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* client connections                                                   */
+
+static void
+conn_arm(struct conn *c, int64_t ms)
+{
+	struct timeval tv;
+
+	tv_ms(&tv, ms);
+	evtimer_add(c->timer, &tv);
+}
+
+static const struct limits *
+conn_limits(void)
+{
+	static struct limits dflt;
+	static int init;
+	struct snapshot *s = snapshot_current();
+
+	/* Limits are read at each phase from the current snapshot; the
+	 * struct is copied so no reference is kept. */
+	if (s) {
+		static __thread struct limits cur;
+
+		cur = s->cfg->limits;
+		snapshot_unref(s);
+		return &cur;
+	}
+	if (!init) {
+		limits_defaults(&dflt);
+		init = 1;
+	}
+	return &dflt;
+}
+
+static void
+conn_free(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	atomic_fetch_sub(&S->nconns, 1);
+	event_free(c->timer);
+	bufferevent_free(c->bev);
+	http_parser_free(c->hp);
+	free(c);
+	if (w->draining && w->nconns == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+/* One teardown per connection, with its reason. */
+static void
+conn_close(struct conn *c, const char *why)
+{
+	struct request *r = c->req;
+
+	if (why)
+		log_debug("conn %s closed: %s", c->peer, why);
+	if (r) {
+		/* The client left: cancel the upstream request. */
+		r->c = NULL;
+		c->req = NULL;
+		if (r->status == 0 || r->resp_started) {
+			if (r->error[0] == '\0')
+				snprintf(r->error, sizeof(r->error),
+				    "client closed the connection (%s)",
+				    why ? why : "");
+			if (r->status == 0)
+				r->status = 499;
+		}
+		upstream_close(r->up);
+		r->up = NULL;
+		r->head = NULL;
+		access_log(r);
+		submit_outcome(r);
+		if (r->log_pending) {
+			r->orphan = 1;
+			if (r->utimer)
+				evtimer_del(r->utimer);
+		} else {
+			request_free(r);
+		}
+	}
+	conn_free(c);
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	switch (c->state) {
+	case C_IDLE:
+		conn_close(c, "keep-alive timeout");
+		break;
+	case C_HEAD:
+	case C_BODY: {
+		/* A slow (or slowloris) client: answer 408 and go. */
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+		const char *m = "{\"error\":{\"type\":\"invalid_request_error\","
+		    "\"code\":\"request_timeout\",\"message\":\"the request "
+		    "was not received in time\"}}";
+
+		log_info("conn %s: request not received in time; closing",
+		    c->peer);
+		evbuffer_add_printf(out, "HTTP/1.1 408 Request Timeout\r\n"
+		    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+		    "Connection: close\r\n\r\n%s", strlen(m), m);
+		c->state = C_CLOSING;
+		bufferevent_disable(c->bev, EV_READ);
+		conn_arm(c, 5000);
+		break;
+	}
+	case C_CLOSING:
+		conn_close(c, "could not flush before closing");
+		break;
+	case C_BUSY:
+		break;
+	}
+}
+
+/* A protocol error before a request exists: answer and close. */
+static void
+conn_reject(struct conn *c, int status, const char *why)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char id[37];
+	json_t *o;
+	char *s;
+
+	uuid_v4(id);
+	o = json_pack("{s:{s:s, s:s, s:s, s:s}}", "error", "type",
+	    "invalid_request_error", "code", status == 413 ?
+	    "body_too_large" : status == 431 ? "headers_too_large" :
+	    "malformed_request", "message", why, "decision_id", id);
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	log_info("conn %s: rejected with %d: %s", c->peer, status, why);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nX-Sovgate-Decision: %s\r\n"
+	    "X-Sovgate-Level: unclassified\r\n"
+	    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+	    "Connection: close\r\n\r\n%s", status, http_reason(status), id,
+	    strlen(s), s);
+	free(s);
+	if (c->req) {
+		request_free(c->req);
+		c->req = NULL;
+	}
+	c->state = C_CLOSING;
+	bufferevent_disable(c->bev, EV_READ);
+	conn_arm(c, 5000);
+}
+
+static int
+c_on_head(void *arg, struct http_head *hd)
+{
+	struct conn *c = arg;
+	const struct limits *lim = conn_limits();
+	const char *expect = http_head_get(hd, "expect");
+
+	if (hd->content_length >= 0 &&
+	    (uint64_t)hd->content_length > lim->max_body) {
+		http_parser_fail(c->hp, 413, "request body larger than "
+		    "limits.max_body");
+		return -1;
+	}
+	if (expect != NULL) {
+		if (ascii_casecmp(expect, "100-continue") != 0) {
+			http_parser_fail(c->hp, 417,
+			    "unsupported Expect header");
+			return -1;
+		}
+		evbuffer_add_printf(bufferevent_get_output(c->bev),
+		    "HTTP/1.1 100 Continue\r\n\r\n");
+	}
+	c->req = request_new(c);
+	c->req->head = hd;
+	c->state = C_BODY;
+	conn_arm(c, lim->body_timeout_ms);
+	return 0;
+}
+
+static int
+c_on_body(void *arg, const char *p, size_t n)
+{
+	struct conn *c = arg;
+
+	if (evbuffer_get_length(c->req->body) + n > conn_limits()->max_body) {
+		http_parser_fail(c->hp, 413, "request body larger than "
+		    "limits.max_body");
+		return -1;
+	}
+	evbuffer_add(c->req->body, p, n);
+	return 0;
+}
+
+static void
+c_on_complete(void *arg)
+{
+	(void)arg;
+}
+
+static const struct http_parser_cb client_cb = {
+	.on_head = c_on_head,
+	.on_body = c_on_body,
+	.on_complete = c_on_complete,
+};
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	enum http_parse_result res;
+
+	if (c->state == C_BUSY || c->state == C_CLOSING)
+		return;	/* pipelined bytes wait (bounded by the watermark) */
+	if (evbuffer_get_length(in) == 0)
+		return;
+	if (c->state == C_IDLE) {
+		c->state = C_HEAD;
+		conn_arm(c, conn_limits()->header_timeout_ms);
+	}
+	res = http_parser_feed(c->hp, in);
+	switch (res) {
+	case HP_MORE:
+		return;
+	case HP_ERROR:
+		conn_reject(c, http_parser_error_status(c->hp),
+		    http_parser_error(c->hp));
+		return;
+	case HP_PAUSED:
+		c->state = C_BUSY;
+		evtimer_del(c->timer);
+		handle_request(c);
+		return;
+	}
+}
+
+static void
+conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct request *r = c->req;
+
+	(void)bev;
+	if (c->state == C_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		conn_close(c, NULL);
+		return;
+	}
+	if (r && r->throttled && r->up) {
+		r->throttled = 0;
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		bufferevent_enable(r->up->bev, EV_READ);
+	}
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_TIMEOUT)
+		conn_close(c, "client stopped reading (write timeout)");
+	else if (what & BEV_EVENT_EOF)
+		conn_close(c, c->req ? "client closed mid-request" :
+		    "client closed");
+	else
+		conn_close(c, "client connection error");
+}
+
+/* After an answer: next request on this connection, or close. */
+static void
+conn_next(struct conn *c)
+{
+	if (c->close_after) {
+		c->state = C_CLOSING;
+		bufferevent_disable(c->bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+			conn_close(c, NULL);
+			return;
+		}
+		conn_arm(c, 10000);
+		return;
+	}
+	http_parser_reset(c->hp);
+	c->state = C_IDLE;
+	conn_arm(c, conn_limits()->keepalive_timeout_ms);
+	/* A pipelined request may already be here. */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		conn_read_cb(c->bev, c);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct worker *w = arg;
+	struct conn *c;
+	const struct limits *lim = conn_limits();
+	struct timeval wt;
+	int one = 1;
+
+	(void)l;
+	(void)salen;
+	if (atomic_fetch_add(&S->nconns, 1) >= lim->max_connections) {
+		atomic_fetch_sub(&S->nconns, 1);
+		log_warn("refusing a connection: limits.max_connections (%d) "
+		    "reached", lim->max_connections);
+		evutil_closesocket(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c = xcalloc(1, sizeof(*c));
+	c->w = w;
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+		char a[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(c->peer, sizeof(c->peer), "%s:%d", a,
+		    ntohs(s4->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+		char a[INET6_ADDRSTRLEN];
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%d", a,
+		    ntohs(s6->sin6_port));
+	}
+	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->hp = http_parser_new(1, lim->max_header_size,
+	    (size_t)lim->max_headers, &client_cb, c);
+	c->timer = evtimer_new(w->base, conn_timer_cb, c);
+	c->state = C_IDLE;
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_IN_HIGH);
+	tv_ms(&wt, lim->stream_idle_timeout_ms);
+	bufferevent_set_timeouts(c->bev, NULL, &wt);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* Until the first byte, a connection is held to the header timeout
+	 * (a connection that never speaks is a slowloris too). */
+	c->state = C_HEAD;
+	conn_arm(c, lim->header_timeout_ms);
+	c->state = C_IDLE;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+}
+
+/* ------------------------------------------------------------------ */
+/* workers and the main thread                                          */
+
+static void
+worker_drain(void *arg, int status)
+{
+	struct worker *w = arg;
+	struct conn *c, *next;
+
+	(void)status;
+	w->draining = 1;
+	if (w->lst) {
+		evconnlistener_free(w->lst);
+		w->lst = NULL;
+	}
+	/* Idle keep-alive connections go now; busy ones finish. */
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->state == C_IDLE)
+			conn_close(c, "draining");
+		else
+			c->close_after = 1;
+	}
+	if (w->nconns == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void
+worker_stop_now(void *arg, int status)
+{
+	struct worker *w = arg;
+
+	(void)status;
+	event_base_loopbreak(w->base);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	sigset_t all;
+
+	/* Signals belong to the main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+static int
+open_listener(const char *addr, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+	int fd, one = 1;
+
+	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss,
+	    &sslen) < 0) {
+		snprintf(err, errlen, "listen address '%s' is not HOST:PORT "
+		    "with a numeric host", addr);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* One socket per worker: the kernel spreads connections. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) < 0 ||
+	    listen(fd, 1024) < 0) {
+		close(fd);
+		goto fail;
+	}
+	return fd;
+fail:
+	snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+	return -1;
+}
+
+static void
+do_reload(void)
+{
+	struct diags *d = diags_new();
+	struct snapshot *s = snapshot_load(S->config_path, 1, d);
+	char first[512];
+	char *detail;
+
+	if (s != NULL && upstream_tls_prepare(s->backends, d) < 0) {
+		snapshot_unref(s);
+		s = NULL;
+	}
+	if (s == NULL) {
+		diags_first_error(d, first, sizeof(first));
+		log_err("reload rejected, the previous configuration stays in "
+		    "force: %s", first);
+		detail = xasprintf("{\"result\":\"rejected\",\"errors\":%zu}",
+		    d->nerrors);
+		if (S->dlog)
+			dlog_submit_event(S->dlog, "reload", detail);
+		free(detail);
+		diags_free(d);
+		return;
+	}
+	diags_print(d, stderr);	/* warnings */
+	detail = xasprintf("{\"result\":\"accepted\",\"policy\":\"%s\","
+	    "\"policy_sha256\":\"%s\"}", s->policy->name, s->policy->sha256);
+	log_info("reload accepted: policy %s (sha256 %s), %zu backends",
+	    s->policy->name, s->policy->sha256, s->backends->n);
+	snapshot_install(s);
+	if (S->dlog)
+		dlog_submit_event(S->dlog, "reload", detail);
+	free(detail);
+	diags_free(d);
+}
+
+static void
+sig_cb(evutil_socket_t sig, short what, void *arg)
+{
+	int i;
+
+	(void)what;
+	(void)arg;
+	if (sig == SIGHUP) {
+		log_info("SIGHUP: reloading configuration, backends and policy");
+		do_reload();
+		return;
+	}
+	if (S->draining) {
+		log_warn("second stop signal: stopping now");
+		for (i = 0; i < S->nw; i++)
+			mailbox_post(S->w[i].mb, worker_stop_now, &S->w[i], 0);
+		return;
+	}
+	log_info("%s: draining (no new connections; in-flight requests "
+	    "finish)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	S->draining = 1;
+	for (i = 0; i < S->nw; i++)
+		mailbox_post(S->w[i].mb, worker_drain, &S->w[i], 0);
+	event_base_loopexit(S->main_base, NULL);
+}
+
+static void
+drain_deadline_cb(void *arg, int status)
+{
+	worker_stop_now(arg, status);
+}
+
+int
+server_run(const char *config_path)
+{
+	struct diags *d = diags_new();
+	struct snapshot *snap;
+	struct server srv;
+	char err[512];
+	struct event *sigs[4];
+	int signos[4] = { SIGHUP, SIGTERM, SIGINT, 0 };
+	int i, nw, rc = 0;
+	int64_t deadline;
+
+	memset(&srv, 0, sizeof(srv));
+	S = &srv;
+	srv.config_path = config_path;
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() < 0)
+		fatal("libevent without thread support");
+
+	snap = snapshot_load(config_path, 1, d);
+	if (snap == NULL || upstream_tls_prepare(snap->backends, d) < 0) {
+		diags_print(d, stderr);
+		fprintf(stderr, "sovgate: configuration has errors; not "
+		    "starting (run 'sovgate check -c %s')\n", config_path);
+		diags_free(d);
+		snapshot_unref(snap);
+		return 2;
+	}
+	diags_print(d, stderr);	/* warnings */
+	diags_free(d);
+	snapshot_install(snapshot_ref(snap));
+	health_init(3, 10000);
+
+	srv.dlog = dlog_open(snap->cfg->log_database, snap->cfg->durability,
+	    snap->cfg->batch_interval_ms, err, sizeof(err));
+	if (srv.dlog == NULL) {
+		fprintf(stderr, "sovgate: cannot open the decision log %s: %s\n",
+		    snap->cfg->log_database, err);
+		snapshot_unref(snap);
+		return 2;
+	}
+
+	nw = snap->cfg->workers;
+	if (nw <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		nw = n > 0 ? (int)n : 1;
+	}
+	if (nw > 64)
+		nw = 64;
+	srv.nw = nw;
+	srv.w = xcalloc((size_t)nw, sizeof(*srv.w));
+	for (i = 0; i < nw; i++) {
+		struct worker *w = &srv.w[i];
+
+		w->id = i;
+		w->fd = open_listener(snap->cfg->listen, err, sizeof(err));
+		if (w->fd < 0) {
+			fprintf(stderr, "sovgate: %s\n", err);
+			return 2;
+		}
+		w->base = event_base_new();
+		w->dns = evdns_base_new(w->base,
+		    EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (w->dns == NULL)	/* no resolv.conf: IP literals still work */
+			w->dns = evdns_base_new(w->base,
+			    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		w->mb = mailbox_new(w->base);
+		w->scan = scan_new();
+		w->pool = upstream_pool_new(w->base, w->dns);
+		w->lst = evconnlistener_new(w->base, accept_cb, w,
+		    LEV_OPT_CLOSE_ON_FREE, -1, w->fd);
+		if (w->lst == NULL)
+			fatal("evconnlistener_new failed");
+	}
+	srv.main_base = event_base_new();
+	for (i = 0; signos[i]; i++) {
+		sigs[i] = evsignal_new(srv.main_base, signos[i], sig_cb, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
+	for (i = 0; i < nw; i++)
+		pthread_create(&srv.w[i].th, NULL, worker_main, &srv.w[i]);
+
+	{
+		char *detail = xasprintf("{\"version\":\"%s\",\"policy\":\"%s\","
+		    "\"policy_sha256\":\"%s\",\"workers\":%d}", PACKAGE_VERSION,
+		    snap->policy->name, snap->policy->sha256, nw);
+
+		dlog_submit_event(srv.dlog, "start", detail);
+		free(detail);
+	}
+	log_info("sovgate %s listening on %s with %d worker%s; policy %s "
+	    "(sha256 %s); %zu backends; decision log %s (%s)", PACKAGE_VERSION,
+	    snap->cfg->listen, nw, nw == 1 ? "" : "s", snap->policy->name,
+	    snap->policy->sha256, snap->backends->n, snap->cfg->log_database,
+	    snap->cfg->durability == DUR_STRICT ? "strict" : "batched");
+	printf("sovgate: ready on %s\n", snap->cfg->listen);
+	fflush(stdout);
+
+	event_base_dispatch(srv.main_base);
+
+	/* Draining: wait for the workers, up to the drain timeout. */
+	deadline = mono_ms() + (snap->cfg->limits.drain_timeout_ms > 0 ?
+	    snap->cfg->limits.drain_timeout_ms : 30000);
+	for (i = 0; i < nw; i++) {
+		struct timespec ts;
+		int64_t left = deadline - mono_ms();
+
+		if (left < 0)
+			left = 0;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_timedjoin_np(srv.w[i].th, NULL, &ts) != 0) {
+			log_warn("drain timeout: worker %d still busy; stopping "
+			    "it", i);
+			mailbox_post(srv.w[i].mb, drain_deadline_cb, &srv.w[i], 0);
+			pthread_join(srv.w[i].th, NULL);
+			rc = 0;
+		}
+	}
+	dlog_submit_event(srv.dlog, "stop", "{\"reason\":\"signal\"}");
+	dlog_close(srv.dlog);
+	for (i = 0; signos[i]; i++)
+		event_free(sigs[i]);
+	for (i = 0; i < nw; i++) {
+		struct worker *w = &srv.w[i];
+
+		upstream_pool_free(w->pool);
+		scan_free(w->scan);
+		mailbox_free(w->mb);
+		if (w->lst)
+			evconnlistener_free(w->lst);
+		evdns_base_free(w->dns, 0);
+		event_base_free(w->base);
+	}
+	free(srv.w);
+	event_base_free(srv.main_base);
+	snapshot_unref(snap);
+	snapshot_install(NULL);
+	log_info("sovgate stopped");
+	return rc;
+}
