@@ -1,1 +1,143 @@
-int main(void){return 0;}
+/*
+ * check_util.c - sizes, durations, times, hex, uuids.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+START_TEST(test_parse_size)
+{
+	uint64_t v;
+
+	ck_assert_int_eq(parse_size("8MiB", &v), 0);
+	ck_assert_uint_eq(v, 8ULL * 1024 * 1024);
+	ck_assert_int_eq(parse_size("512KiB", &v), 0);
+	ck_assert_uint_eq(v, 512ULL * 1024);
+	ck_assert_int_eq(parse_size("1MB", &v), 0);
+	ck_assert_uint_eq(v, 1000000ULL);
+	ck_assert_int_eq(parse_size("1024", &v), 0);
+	ck_assert_uint_eq(v, 1024);
+	ck_assert_int_eq(parse_size("8 MiB", &v), 0);
+	ck_assert_int_eq(parse_size("-1", &v), -1);
+	ck_assert_int_eq(parse_size("8XB", &v), -1);
+	ck_assert_int_eq(parse_size("", &v), -1);
+	ck_assert_int_eq(parse_size("99999999999999999999GiB", &v), -1);
+}
+END_TEST
+
+START_TEST(test_parse_duration)
+{
+	int64_t v;
+
+	ck_assert_int_eq(parse_duration_ms("10s", &v), 0);
+	ck_assert_int_eq(v, 10000);
+	ck_assert_int_eq(parse_duration_ms("250ms", &v), 0);
+	ck_assert_int_eq(v, 250);
+	ck_assert_int_eq(parse_duration_ms("5m", &v), 0);
+	ck_assert_int_eq(v, 300000);
+	ck_assert_int_eq(parse_duration_ms("30d", &v), 0);
+	ck_assert_int_eq(v, 30LL * 86400000);
+	ck_assert_int_eq(parse_duration_ms("0", &v), 0);
+	ck_assert_int_eq(v, 0);
+	ck_assert_int_eq(parse_duration_ms("10", &v), -1);	/* unit? */
+	ck_assert_int_eq(parse_duration_ms("10x", &v), -1);
+	ck_assert_int_eq(parse_duration_ms("-5s", &v), -1);
+}
+END_TEST
+
+START_TEST(test_parse_time)
+{
+	int64_t v, now;
+
+	ck_assert_int_eq(parse_time_arg("1970-01-01T00:00:00Z", &v), 0);
+	ck_assert_int_eq(v, 0);
+	ck_assert_int_eq(parse_time_arg("2026-11-28T09:03:24.123Z", &v), 0);
+	ck_assert_int_eq(v, 1795856604123LL);
+	ck_assert_int_eq(parse_time_arg("2026-11-28T10:03:24+01:00", &v), 0);
+	ck_assert_int_eq(v, 1795856604000LL);
+	ck_assert_int_eq(parse_time_arg("2026-11-28", &v), 0);
+	ck_assert_int_eq(v, 1795824000000LL);
+	now = now_ms();
+	ck_assert_int_eq(parse_time_arg("-24h", &v), 0);
+	ck_assert(v <= now - 86400000 && v > now - 86400000 - 5000);
+	ck_assert_int_eq(parse_time_arg("yesterday", &v), -1);
+	ck_assert_int_eq(parse_time_arg("2026-13-01", &v), -1);
+	ck_assert_int_eq(parse_time_arg("2026-11-28T25:00:00Z", &v), -1);
+	ck_assert_int_eq(parse_time_arg("2026-11-28T10:00:00", &v), -1);
+}
+END_TEST
+
+START_TEST(test_rfc3339_roundtrip)
+{
+	char buf[32];
+	int64_t v;
+
+	fmt_rfc3339_ms(1795856604123LL, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2026-11-28T09:03:24.123Z");
+	ck_assert_int_eq(parse_time_arg(buf, &v), 0);
+	ck_assert_int_eq(v, 1795856604123LL);
+}
+END_TEST
+
+START_TEST(test_hex_sha)
+{
+	char hx[65];
+	unsigned char raw[4];
+
+	sha256_hex("test", 4, hx);
+	ck_assert_str_eq(hx,
+	    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+	ck_assert_int_eq(hex_decode("deadBEEF", 8, raw), 0);
+	ck_assert_uint_eq(raw[0], 0xde);
+	ck_assert_uint_eq(raw[3], 0xef);
+	ck_assert_int_eq(hex_decode("zz", 2, raw), -1);
+	ck_assert_int_eq(hex_decode("abc", 3, raw), -1);
+}
+END_TEST
+
+START_TEST(test_uuid)
+{
+	char a[37], b[37];
+
+	uuid_v4(a);
+	uuid_v4(b);
+	ck_assert_int_eq(strlen(a), 36);
+	ck_assert(a[14] == '4');
+	ck_assert(strchr("89ab", a[19]) != NULL);
+	ck_assert_str_ne(a, b);
+}
+END_TEST
+
+START_TEST(test_ct_equal)
+{
+	ck_assert(ct_equal("abcd", "abcd", 4));
+	ck_assert(!ct_equal("abcd", "abce", 4));
+	ck_assert_int_eq(ascii_casecmp("Content-Length", "content-length"), 0);
+	ck_assert_int_ne(ascii_casecmp("a", "b"), 0);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("util");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, test_parse_size);
+	tcase_add_test(tc, test_parse_duration);
+	tcase_add_test(tc, test_parse_time);
+	tcase_add_test(tc, test_rfc3339_roundtrip);
+	tcase_add_test(tc, test_hex_sha);
+	tcase_add_test(tc, test_uuid);
+	tcase_add_test(tc, test_ct_equal);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
