@@ -24,6 +24,8 @@
 #include "health.h"
 #include "http.h"
 #include "mailbox.h"
+#include "metrics.h"
+#include "admin.h"
 #include "policy.h"
 #include "snapshot.h"
 #include "upstream.h"
@@ -161,6 +163,7 @@ struct server {
 	atomic_int nconns;
 	int max_conns;
 	struct event_base *main_base;
+	struct admin *admin;
 	int draining;
 	int64_t drain_deadline;
 };
@@ -436,6 +439,7 @@ on_logged(void *arg, int ok)
 	event_free(r->utimer);
 	r->utimer = evtimer_new(r->w->base, utimer_cb, r);
 	if (!ok) {
+		metrics_denial("decision_log_unavailable", 1);
 		snprintf(r->action, sizeof(r->action), "error");
 		respond_error(r, 503, "service_unavailable",
 		    "decision_log_unavailable",
@@ -546,9 +550,17 @@ handle_api(struct request *r)
 		return;
 	}
 	r->classified = 1;
+	{
+		size_t i;
+
+		for (i = 0; i < sc->ntypes; i++)
+			metrics_finding(sc->types[i].type, sc->types[i].count);
+	}
 
 	if (r->dec->deny) {
 		snprintf(r->action, sizeof(r->action), "deny");
+		metrics_denial(r->dec->deny_code[0] ? r->dec->deny_code :
+		    "no_allowed_backend", 0);
 		log_unforwarded(r, "deny", r->dec->reason);
 		respond_error(r, 403, "policy_denied", r->dec->deny_code[0] ?
 		    r->dec->deny_code : "no_allowed_backend", "%s",
@@ -735,6 +747,7 @@ record_attempt(struct request *r, const struct backend *b, const char *result,
 	if (error)
 		json_object_set_new(a, "error", json_string(error));
 	json_array_append_new(r->attempts, a);
+	metrics_attempt(b->name, result);
 }
 
 static const struct backend *
@@ -903,8 +916,10 @@ up_on_body(void *arg, const char *p, size_t n)
 
 	if (r->stage != A_STREAMING)
 		return 0;
-	if (r->t_first_byte < 0)
+	if (r->t_first_byte < 0) {
 		r->t_first_byte = mono_ms() - r->t0;
+		metrics_ttfb((double)r->t_first_byte / 1000.0);
+	}
 	if (r->ad->resp_body) {
 		struct evbuffer *tmp = evbuffer_new();
 		int rc = r->ad->resp_body(r->ad_st, p, n, tmp);
@@ -982,8 +997,14 @@ static void
 up_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct request *r = arg;
+	enum http_parse_result res;
 
-	up_handle_parse(r, http_parser_feed(r->uhp, bufferevent_get_input(bev)));
+	res = http_parser_feed(r->uhp, bufferevent_get_input(bev));
+	if (res != HP_MORE) {
+		/* The request finished or moved on: r may be gone. */
+		up_handle_parse(r, res);
+		return;
+	}
 	if (r->c && r->stage == A_STREAMING)
 		backpressure_check(r);
 }
@@ -1191,6 +1212,8 @@ attempt_failed(struct request *r, const char *result, int status,
 		return;
 	}
 	r->cand++;
+	if (r->cand < r->dec->ncandidates)
+		metrics_failover();
 	attempt_next(r);
 }
 
@@ -1296,6 +1319,9 @@ submit_outcome(struct request *r)
 static void
 access_log(struct request *r)
 {
+	metrics_request(r->client ? r->client_name : "", level_name(r),
+	    r->answered ? r->answered->name : "", r->action, r->status,
+	    (double)(mono_ms() - r->t0) / 1000.0);
 	log_info("access id=%s client=%s endpoint=%s level=%s action=%s "
 	    "backend=%s status=%d attempts=%zu ms=%lld in=%llu out=%llu "
 	    "tokens=%lld%s%s",
@@ -1316,6 +1342,8 @@ request_finish(struct request *r)
 
 	access_log(r);
 	submit_outcome(r);
+	/* Finding values live only as long as their request. */
+	scan_reset(r->w->scan);
 	if (c) {
 		c->req = NULL;
 		r->c = NULL;
@@ -1382,6 +1410,7 @@ conn_free(struct conn *c)
 		c->next->prev = c->prev;
 	w->nconns--;
 	atomic_fetch_sub(&S->nconns, 1);
+	metrics_conn(-1);
 	event_free(c->timer);
 	bufferevent_free(c->bev);
 	http_parser_free(c->hp);
@@ -1657,6 +1686,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	metrics_conn(1);
 	c = xcalloc(1, sizeof(*c));
 	c->w = w;
 	if (sa->sa_family == AF_INET) {
@@ -1795,6 +1825,7 @@ do_reload(void)
 		    d->nerrors);
 		if (S->dlog)
 			dlog_submit_event(S->dlog, "reload", detail);
+		metrics_reload(0);
 		free(detail);
 		diags_free(d);
 		return;
@@ -1804,6 +1835,8 @@ do_reload(void)
 	    "\"policy_sha256\":\"%s\"}", s->policy->name, s->policy->sha256);
 	log_info("reload accepted: policy %s (sha256 %s), %zu backends",
 	    s->policy->name, s->policy->sha256, s->backends->n);
+	metrics_reload(1);
+	metrics_set_policy(s->policy->name, s->policy->sha256);
 	snapshot_install(s);
 	if (S->dlog)
 		dlog_submit_event(S->dlog, "reload", detail);
@@ -1920,6 +1953,15 @@ server_run(const char *config_path)
 			fatal("evconnlistener_new failed");
 	}
 	srv.main_base = event_base_new();
+	metrics_set_policy(snap->policy->name, snap->policy->sha256);
+	if (snap->cfg->admin_listen && snap->cfg->admin_listen[0]) {
+		srv.admin = admin_new(srv.main_base, snap->cfg->admin_listen,
+		    srv.dlog, err, sizeof(err));
+		if (srv.admin == NULL) {
+			fprintf(stderr, "sovgate: %s\n", err);
+			return 2;
+		}
+	}
 	for (i = 0; signos[i]; i++) {
 		sigs[i] = evsignal_new(srv.main_base, signos[i], sig_cb, NULL);
 		evsignal_add(sigs[i], NULL);
@@ -1985,6 +2027,7 @@ server_run(const char *config_path)
 		event_base_free(w->base);
 	}
 	free(srv.w);
+	admin_free(srv.admin);
 	event_base_free(srv.main_base);
 	snapshot_unref(snap);
 	snapshot_install(NULL);

@@ -1,0 +1,150 @@
+#!/bin/bash
+# proxy-bench.sh - sovgate against nginx as a reverse proxy, same machine,
+# same upstream (an nginx server block answering a fixed chat completion).
+#
+#   contrib/bench/proxy-bench.sh [SOVGATE_BIN]
+#
+# Needs nginx (nginx-light) and wrk (apt-get install nginx-light wrk).
+# Measures, for each proxy: requests/s at concurrency 32 (wrk -c32 -t2,
+# 10 s), the median latency at concurrency 1 (wrk -c1 -t1, 10 s), and the
+# RSS of sovgate holding 1,000 idle keep-alive connections. sovgate runs
+# with classification on and durability strict. Everything listens on
+# 127.0.0.1 and stops when the script ends.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+bin=${1:-$top/sovgate}
+dur=${BENCH_SECONDS:-10}
+work=$(mktemp -d /tmp/sovgate-bench.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -s stop 2>/dev/null || true
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+command -v nginx >/dev/null || { echo "needs nginx: apt-get install nginx-light" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 2; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); NGX=$(free_port); SG=$(free_port); ADM=$(free_port)
+
+mkdir -p "$work/nginx/logs" "$work/policy" "$work/backends"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+error_log $work/nginx/logs/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream up { server 127.0.0.1:$UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$UP;
+    location / {
+      default_type application/json;
+      return 200 '{"id":"chatcmpl-bench","object":"chat.completion","model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}';
+    }
+  }
+  server {
+    listen 127.0.0.1:$NGX;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+
+key=bench-client-key
+keyhash=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
+cat > "$work/sovgate.yaml" <<YAML
+listen: 127.0.0.1:$SG
+admin_listen: 127.0.0.1:$ADM
+workers: ${SOVGATE_WORKERS:-1}
+policy: policy/
+backends: backends/
+log:
+  database: $work/decisions.db
+  durability: strict
+  fingerprint_key_file: $work/fp.key
+clients:
+  - {name: bench, key_sha256: "$keyhash"}
+YAML
+cat > "$work/backends/local.yaml" <<YAML
+name: local
+kind: openai
+endpoint: http://127.0.0.1:$UP
+operator: Bench Operator
+operator_country: FR
+data_countries: [FR]
+hosting: self
+key_custody: customer
+retention: none
+auth: {type: none}
+models: {bench-model: bench-model}
+YAML
+cat > "$work/policy/bench.yaml" <<YAML
+name: bench
+levels: [public, internal, confidential]
+classify:
+  findings: {email: internal, iban: confidential, payment_card: confidential, national_id: confidential, credential: deny}
+routes:
+  public: {prefer: [local]}
+  internal: {prefer: [local]}
+  confidential: {prefer: [local]}
+YAML
+cat > "$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $key"
+wrk.body = '{"model":"bench-model","messages":[{"role":"system","content":"You are a helpful assistant for the claims department."},{"role":"user","content":"Please summarise the following case for the weekly report: the customer called about a delayed refund, was told it would arrive within five working days, and asked for written confirmation. Draft a polite answer."}]}'
+LUA
+
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+"$bin" -c "$work/sovgate.yaml" serve > "$work/sovgate.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do
+	curl -s -o /dev/null "http://127.0.0.1:$SG/v1/models" && break
+	sleep 0.1
+done
+curl -sf -o /dev/null -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+	-d '{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}' \
+	"http://127.0.0.1:$SG/v1/chat/completions" || { echo "sovgate does not answer"; cat "$work/sovgate.log"; exit 1; }
+
+run() { # name url conns threads
+	wrk -t"$3" -c"$2" -d"${dur}s" --latency -s "$work/post.lua" "$1" > "$work/wrk.out"
+	rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
+	p50=$(awk '$1=="50%" {print $2}' "$work/wrk.out")
+	errs=$(awk '/Non-2xx/ {print $5}' "$work/wrk.out")
+	echo "$rps $p50 ${errs:-0}"
+}
+echo "# $(date -u +%FT%TZ) $(nproc) cores; ${dur}s per run; upstream: nginx return 200"
+printf '%-10s %-14s %12s %12s %10s\n' proxy load req/s p50 non2xx
+read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 32 2)
+printf '%-10s %-14s %12s %12s %10s\n' nginx "c32 t2" "$r" "$l" "$e"
+read -r r l e < <(run "http://127.0.0.1:$SG/v1/chat/completions" 32 2)
+printf '%-10s %-14s %12s %12s %10s\n' sovgate "c32 t2" "$r" "$l" "$e"
+read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 1 1)
+printf '%-10s %-14s %12s %12s %10s\n' nginx "c1 t1" "$r" "$l" "$e"
+read -r r l e < <(run "http://127.0.0.1:$SG/v1/chat/completions" 1 1)
+printf '%-10s %-14s %12s %12s %10s\n' sovgate "c1 t1" "$r" "$l" "$e"
+
+# 1,000 idle keep-alive connections: RSS before and after.
+pid=${pids[0]}
+rss0=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+python3 - "$SG" <<'PY' &
+import socket, sys, time
+port = int(sys.argv[1]); socks = []
+for i in range(1000):
+    s = socket.create_connection(("127.0.0.1", port)); socks.append(s)
+time.sleep(3)
+PY
+holder=$!
+sleep 2
+rss1=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+wait $holder || true
+echo "sovgate RSS: ${rss0} kB at rest, ${rss1} kB with 1000 idle connections (+$(( (rss1-rss0) )) kB)"
+rows=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from decisions').fetchone()[0])" "$work/decisions.db" 2>/dev/null || echo "?")
+echo "decision rows written: $rows"
