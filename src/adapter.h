@@ -22,6 +22,9 @@
 #include "http.h"
 
 struct evbuffer;
+struct event_base;
+struct evdns_base;
+struct mailbox;
 
 /* What an adapter needs to build one upstream request. Read-only. */
 struct fwd_ctx {
@@ -35,8 +38,26 @@ struct fwd_ctx {
 	const struct http_head *client;	/* the client's request head */
 };
 
+/* What a worker lends an adapter for credentials that need I/O. */
+struct adapter_env {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct mailbox *mb;	/* runs a function on this worker's loop */
+};
+
+typedef void (*adapter_ready_fn)(void *arg, int ok, const char *err);
+
 struct adapter {
 	const char *kind;
+	/* Optional: make credentials ready (an OAuth access token) before
+	 * build(). Returns 1 when ready now, -1 on failure (err set), or 0
+	 * when it will call ready(arg, ok, err) later on this worker's loop,
+	 * exactly once unless cancel(*handle) is called first. Must never
+	 * block the loop. */
+	int (*prepare)(const struct fwd_ctx *c, const struct adapter_env *env,
+	    adapter_ready_fn ready, void *arg, void **handle, char *err,
+	    size_t errlen);
+	void (*cancel)(void *handle);
 	/* Writes the whole upstream request (head and body) into out.
 	 * 0 on success, -1 with a reason in err (no secret in it). */
 	int (*build)(const struct fwd_ctx *c, struct evbuffer *out,

@@ -79,7 +79,8 @@ struct conn {
 	struct conn *prev, *next;
 };
 
-enum attempt_stage { A_NONE, A_CONNECTING, A_WAITING, A_STREAMING };
+enum attempt_stage { A_NONE, A_PREPARING, A_CONNECTING, A_WAITING,
+	A_STREAMING };
 
 struct request {
 	struct conn *c;		/* NULL once the client is gone */
@@ -109,6 +110,8 @@ struct request {
 	struct http_parser *uhp;
 	const struct adapter *ad;
 	void *ad_st;
+	void *prep_handle;	/* adapter credential wait, if any */
+	int prepared;
 	struct fwd_ctx fctx;
 	char *upreq;		/* the built request of this attempt */
 	size_t upreq_len;
@@ -150,6 +153,7 @@ struct worker {
 	struct mailbox *mb;
 	struct scan *scan;
 	struct upstream_pool *pool;
+	struct adapter_env env;
 	struct conn *conns;
 	int nconns;
 	int draining;
@@ -240,6 +244,8 @@ request_free(struct request *r)
 {
 	if (r == NULL)
 		return;
+	if (r->prep_handle && r->ad && r->ad->cancel)
+		r->ad->cancel(r->prep_handle);
 	if (r->utimer)
 		event_free(r->utimer);
 	upstream_close(r->up);
@@ -1136,6 +1142,20 @@ attempt_connect(struct request *r)
 }
 
 static void
+adapter_ready(void *arg, int ok, const char *err)
+{
+	struct request *r = arg;
+
+	r->prep_handle = NULL;
+	if (!ok) {
+		attempt_failed(r, "credentials", 0, err, 0);
+		return;
+	}
+	r->prepared = 1;
+	attempt_next(r);
+}
+
+static void
 attempt_next(struct request *r)
 {
 	char err[256];
@@ -1144,7 +1164,8 @@ attempt_next(struct request *r)
 	for (; r->cand < r->dec->ncandidates; r->cand++) {
 		const struct backend *b = cur_backend(r);
 
-		r->t_attempt = mono_ms();
+		if (!r->prepared)
+			r->t_attempt = mono_ms();
 		r->ad = adapter_for(b->kind);
 		if (r->ad == NULL) {
 			record_attempt(r, b, "unsupported", 0,
@@ -1161,6 +1182,22 @@ attempt_next(struct request *r)
 		r->fctx.client = r->head;
 		if (r->fctx.model_id == NULL)
 			r->fctx.model_id = r->model;
+		if (r->ad->prepare && !r->prepared) {
+			int rc = r->ad->prepare(&r->fctx, &r->w->env,
+			    adapter_ready, r, &r->prep_handle, err, sizeof(err));
+
+			if (rc < 0) {
+				record_attempt(r, b, "credentials", 0, err);
+				health_report(b, 0);
+				r->all_timeouts = 0;
+				continue;
+			}
+			if (rc == 0) {
+				r->stage = A_PREPARING;
+				return;
+			}
+		}
+		r->prepared = 0;
 		tmp = evbuffer_new();
 		if (r->ad->build(&r->fctx, tmp, err, sizeof(err)) < 0) {
 			evbuffer_free(tmp);
@@ -1212,6 +1249,7 @@ attempt_failed(struct request *r, const char *result, int status,
 		return;
 	}
 	r->cand++;
+	r->prepared = 0;
 	if (r->cand < r->dec->ncandidates)
 		metrics_failover();
 	attempt_next(r);
@@ -1441,6 +1479,10 @@ conn_close(struct conn *c, const char *why)
 		}
 		upstream_close(r->up);
 		r->up = NULL;
+		if (r->prep_handle && r->ad && r->ad->cancel) {
+			r->ad->cancel(r->prep_handle);
+			r->prep_handle = NULL;
+		}
 		r->head = NULL;
 		access_log(r);
 		submit_outcome(r);
@@ -1947,6 +1989,9 @@ server_run(const char *config_path)
 		w->mb = mailbox_new(w->base);
 		w->scan = scan_new();
 		w->pool = upstream_pool_new(w->base, w->dns);
+		w->env.base = w->base;
+		w->env.dns = w->dns;
+		w->env.mb = w->mb;
 		w->lst = evconnlistener_new(w->base, accept_cb, w,
 		    LEV_OPT_CLOSE_ON_FREE, -1, w->fd);
 		if (w->lst == NULL)
