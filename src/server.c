@@ -130,6 +130,7 @@ struct request {
 	int resp_close_delimited;
 	int throttled;
 	int is_sse;
+	int ad_ended;		/* resp_end was called */
 
 	/* usage */
 	struct evbuffer *usage_body;
@@ -833,16 +834,38 @@ idle_timeout_of(const struct request *r)
 	    req_limits(r)->stream_idle_timeout_ms);
 }
 
+static void finish_stream_broken(struct request *r, const char *why);
+
+static const char *
+adapter_error(const struct request *r, const char *dflt)
+{
+	const char *e = NULL;
+
+	if (r->ad && r->ad_st && r->ad->resp_error)
+		e = r->ad->resp_error(r->ad_st);
+	return e ? e : dflt;
+}
+
 static void
 finish_stream_ok(struct request *r)
 {
 	struct evbuffer *tmp;
 
-	if (r->ad && r->ad->resp_end) {
+	if (r->ad && r->ad->resp_end && r->ad_st) {
+		int rc;
+
 		tmp = evbuffer_new();
-		r->ad->resp_end(r->ad_st, 1, tmp);
+		rc = r->ad->resp_end(r->ad_st, 1, tmp);
+		r->ad_ended = 1;
 		client_write_evbuffer(r, tmp);
 		evbuffer_free(tmp);
+		if (rc < 0) {
+			/* The backend ended its answer with an error of its
+			 * own (an exception frame): the client must see it. */
+			finish_stream_broken(r, adapter_error(r,
+			    "the backend's answer ended in an error"));
+			return;
+		}
 	}
 	if (r->resp_chunked && r->c)
 		evbuffer_add(bufferevent_get_output(r->c->bev), "0\r\n\r\n", 5);
@@ -863,7 +886,8 @@ finish_stream_broken(struct request *r, const char *why)
 		request_finish(r);
 		return;
 	}
-	if (r->ad && r->ad->resp_end) {
+	if (r->ad && r->ad->resp_end && r->ad_st && !r->ad_ended) {
+		r->ad_ended = 1;
 		tmp = evbuffer_new();
 		r->ad->resp_end(r->ad_st, 0, tmp);
 		client_write_evbuffer(r, tmp);
@@ -933,7 +957,8 @@ up_on_body(void *arg, const char *p, size_t n)
 		client_write_evbuffer(r, tmp);
 		evbuffer_free(tmp);
 		if (rc < 0) {
-			http_parser_fail(r->uhp, 502, "untranslatable answer");
+			http_parser_fail(r->uhp, 502, adapter_error(r,
+			    "the backend's answer could not be translated"));
 			return -1;
 		}
 	} else {
