@@ -131,6 +131,11 @@ struct request {
 	int throttled;
 	int is_sse;
 	int ad_ended;		/* resp_end was called */
+	int head_deferred;	/* translated answer: head waits for the
+				   adapter's first output, so a backend whose
+				   answer cannot be translated can still be
+				   failed over */
+	int up_status;
 
 	/* usage */
 	struct evbuffer *usage_body;
@@ -770,6 +775,15 @@ is_failover_status(int status)
 	    status >= 500;
 }
 
+static void
+commit_deferred_head(struct request *r)
+{
+	r->head_deferred = 0;
+	record_attempt(r, cur_backend(r), r->up_status < 400 ? "ok" :
+	    "client_error", r->up_status, NULL);
+	send_head_to_client(r, r->up_status, http_parser_head(r->uhp));
+}
+
 /* Writes upstream-bound client data framed for the client. */
 static void
 client_write_body(struct request *r, const char *p, size_t n)
@@ -778,6 +792,8 @@ client_write_body(struct request *r, const char *p, size_t n)
 
 	if (n == 0 || r->c == NULL)
 		return;
+	if (r->head_deferred)
+		commit_deferred_head(r);
 	out = bufferevent_get_output(r->c->bev);
 	if (r->resp_chunked)
 		evbuffer_add_printf(out, "%zx\r\n", n);
@@ -867,6 +883,8 @@ finish_stream_ok(struct request *r)
 			return;
 		}
 	}
+	if (r->head_deferred)
+		commit_deferred_head(r);	/* an empty answer */
 	if (r->resp_chunked && r->c)
 		evbuffer_add(bufferevent_get_output(r->c->bev), "0\r\n\r\n", 5);
 	usage_end(r);
@@ -880,6 +898,14 @@ finish_stream_broken(struct request *r, const char *why)
 {
 	struct evbuffer *tmp;
 
+	if (r->head_deferred && r->c) {
+		/* Nothing reached the client: a failed attempt, not a
+		 * broken stream. */
+		r->head_deferred = 0;
+		r->stage = A_WAITING;
+		attempt_failed(r, "bad_response", r->up_status, why, 0);
+		return;
+	}
 	snprintf(r->error, sizeof(r->error), "upstream broke mid-answer: %s",
 	    why);
 	if (r->c == NULL) {
@@ -928,13 +954,18 @@ up_on_head(void *arg, struct http_head *uh)
 		return -1;
 	}
 	health_report(b, 1);
-	record_attempt(r, b, uh->status < 400 ? "ok" : "client_error",
-	    uh->status, NULL);
 	r->answered = b;
 	r->stage = A_STREAMING;
+	r->up_status = uh->status;
 	if (r->ad->resp_new)
 		r->ad_st = r->ad->resp_new(&r->fctx, uh->status, uh);
-	send_head_to_client(r, uh->status, uh);
+	if (r->ad->resp_body) {
+		r->head_deferred = 1;
+	} else {
+		record_attempt(r, b, uh->status < 400 ? "ok" : "client_error",
+		    uh->status, NULL);
+		send_head_to_client(r, uh->status, uh);
+	}
 	arm_utimer(r, idle_timeout_of(r));
 	return 0;
 }
@@ -1261,6 +1292,11 @@ attempt_failed(struct request *r, const char *result, int status,
 	upstream_close(r->up);
 	r->up = NULL;
 	r->stage = A_NONE;
+	r->answered = NULL;
+	if (r->ad && r->ad_st && r->ad->resp_free)
+		r->ad->resp_free(r->ad_st);
+	r->ad_st = NULL;
+	r->ad_ended = 0;
 	if (!timeout)
 		r->all_timeouts = 0;
 	record_attempt(r, b, result, status, why);
