@@ -19,9 +19,11 @@ adapter_for(enum backend_kind k)
 	case BK_MISTRAL:
 		return &adapter_mistral;
 	case BK_AZURE:
+		return &adapter_azure;
 	case BK_BEDROCK:
+		return &adapter_bedrock;
 	case BK_VERTEX:
-		break;
+		return &adapter_vertex;
 	}
 	return NULL;
 }
@@ -68,22 +70,28 @@ adapter_write_head(const struct fwd_ctx *c, struct evbuffer *out,
     const char *method, const char *path, const char *extra_headers,
     size_t body_len)
 {
-	const struct backend *b = c->b;
+	adapter_write_head_accept(c, out, method, path, c->stream ?
+	    "text/event-stream" : "application/json", extra_headers, body_len);
+}
+
+void
+adapter_write_head_accept(const struct fwd_ctx *c, struct evbuffer *out,
+    const char *method, const char *path, const char *accept,
+    const char *extra_headers, size_t body_len)
+{
 	const struct http_head *hd = c->client;
-	int default_port = b->use_tls ? 443 : 80;
+	char *host = adapter_host_header(c->b);
 	size_t i;
 
 	evbuffer_add_printf(out, "%s %s HTTP/1.1\r\n", method, path);
-	if (b->port == default_port)
-		evbuffer_add_printf(out, "Host: %s\r\n", b->host);
-	else
-		evbuffer_add_printf(out, "Host: %s:%d\r\n", b->host, b->port);
+	evbuffer_add_printf(out, "Host: %s\r\n", host);
+	free(host);
 	evbuffer_add_printf(out, "Content-Type: application/json\r\n"
 	    "Content-Length: %zu\r\n"
 	    "Accept: %s\r\n"
 	    "Accept-Encoding: identity\r\n"
 	    "User-Agent: sovgate/" PACKAGE_VERSION "\r\n",
-	    body_len, c->stream ? "text/event-stream" : "application/json");
+	    body_len, accept);
 	if (extra_headers)
 		evbuffer_add(out, extra_headers, strlen(extra_headers));
 	for (i = 0; hd && i < hd->nh; i++) {
@@ -94,6 +102,16 @@ adapter_write_head(const struct fwd_ctx *c, struct evbuffer *out,
 		    hd->h[i].value);
 	}
 	evbuffer_add(out, "\r\n", 2);
+}
+
+char *
+adapter_host_header(const struct backend *b)
+{
+	int default_port = b->use_tls ? 443 : 80;
+
+	if (b->port == default_port)
+		return xstrdup(b->host);
+	return xasprintf("%s:%d", b->host, b->port);
 }
 
 char *

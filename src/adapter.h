@@ -73,6 +73,11 @@ struct adapter {
 	/* The upstream finished (complete=1) or broke (complete=0). */
 	int (*resp_end)(void *st, int complete, struct evbuffer *out);
 	void (*resp_free)(void *st);
+	/* Optional: why resp_body or resp_end returned -1 (a broken frame,
+	 * an in-band exception, malformed JSON), for the client's error
+	 * event and the outcome log; NULL if unknown. Never holds a
+	 * secret. */
+	const char *(*resp_error)(void *st);
 };
 
 const struct adapter *adapter_for(enum backend_kind k);
@@ -87,6 +92,14 @@ const struct adapter *adapter_for(enum backend_kind k);
 void adapter_write_head(const struct fwd_ctx *c, struct evbuffer *out,
     const char *method, const char *path, const char *extra_headers,
     size_t body_len);
+/* The same with the Accept header chosen by the adapter (a cloud whose
+ * answer is not SSE or JSON, like Bedrock's event stream). */
+void adapter_write_head_accept(const struct fwd_ctx *c, struct evbuffer *out,
+    const char *method, const char *path, const char *accept,
+    const char *extra_headers, size_t body_len);
+/* Host header value as adapter_write_head writes it ("h" or "h:port"),
+ * for signers that must cover it. Returns a new string. */
+char *adapter_host_header(const struct backend *b);
 /* Path for an OpenAI-style endpoint under the backend's base path:
  * ".../v1/chat/completions" (no doubled /v1). Returns a new string. */
 char *adapter_openai_path(const struct backend *b, enum endpoint ep);
@@ -95,5 +108,8 @@ char *adapter_dump(json_t *body, size_t *len);
 
 extern const struct adapter adapter_openai;
 extern const struct adapter adapter_mistral;
+extern const struct adapter adapter_azure;
+extern const struct adapter adapter_bedrock;
+extern const struct adapter adapter_vertex;
 
 #endif
