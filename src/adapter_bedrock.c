@@ -21,9 +21,11 @@
  *
  * Failures the adapter detects in an answer (a broken frame, an exception
  * frame, malformed JSON, an unexpected content type, a cut stream) make
- * resp_body return -1 with the reason available from resp_error, so the
- * proxy ends the answer with an error (an SSE error event for a stream)
- * and logs the outcome.
+ * resp_body or resp_end return -1 without writing anything more, with the
+ * reason available from resp_error: the proxy then fails over if nothing
+ * reached the client yet (a JSON answer is only written once it has been
+ * translated whole), or ends the stream with its SSE error event, and
+ * logs the outcome.
  */
 #include "adapter.h"
 #include "eventstream.h"
@@ -912,22 +914,6 @@ translate_converse(struct bst *st, json_t *o, struct evbuffer *out)
 	return 0;
 }
 
-static void
-write_error_body(struct bst *st, struct evbuffer *out)
-{
-	json_t *e = json_pack("{s:{s:s, s:s, s:s}}", "error", "type",
-	    "upstream_error", "code", "bad_upstream_answer", "message",
-	    st->errmsg);
-	char *s = json_dumps(e, JSON_COMPACT);
-
-	if (st->stream)
-		evbuffer_add_printf(out, "event: error\ndata: %s\n\n", s);
-	else
-		evbuffer_add(out, s, strlen(s));
-	free(s);
-	json_decref(e);
-}
-
 static int
 bedrock_resp_end(void *arg, int complete, struct evbuffer *out)
 {
@@ -945,7 +931,6 @@ bedrock_resp_end(void *arg, int complete, struct evbuffer *out)
 				    "Bedrock's event stream ended before the "
 				    "message did");
 			st->failed = 1;
-			write_error_body(st, out);
 			st->out = NULL;
 			return -1;
 		}
@@ -957,7 +942,6 @@ bedrock_resp_end(void *arg, int complete, struct evbuffer *out)
 	}
 	if (st->bad_ctype) {
 		st->failed = 1;
-		write_error_body(st, out);
 		return -1;
 	}
 	o = json_loadb((const char *)evbuffer_pullup(st->buf, -1),
@@ -971,7 +955,6 @@ bedrock_resp_end(void *arg, int complete, struct evbuffer *out)
 		snprintf(st->errmsg, sizeof(st->errmsg), "Bedrock answered "
 		    "malformed JSON");
 		st->failed = 1;
-		write_error_body(st, out);
 		json_decref(o);
 		return -1;
 	}

@@ -635,6 +635,7 @@ START_TEST(test_bedrock_errors_and_bad_json)
 	    "{\"output\":", 10, 100, 1, &a);
 	ck_assert_int_eq(a.rc_end, -1);
 	ck_assert_ptr_nonnull(strstr(a.err, "malformed"));
+	ck_assert_str_eq(a.out, "");	/* nothing sent: fail over */
 	free(a.out);
 	answer(&adapter_bedrock, &c, 200, "application/json", NULL,
 	    "{\"output\":{}}", 13, 100, 1, &a);
@@ -743,13 +744,24 @@ START_TEST(test_bedrock_stream_vectors)
 	ck_assert_ptr_null(strstr(a.out, "[DONE]"));
 	free(a.out);
 
-	/* Cut after a whole frame but before messageStop: error event. */
+	/* Cut after a whole frame but before messageStop: an error for the
+	 * proxy to report (it writes the SSE error event), no [DONE]. */
 	answer(&adapter_bedrock, &c, 200, "application/vnd.amazon.eventstream",
 	    NULL, ok, 0x123, 1000, 1, &a);
 	ck_assert_int_eq(a.rc_end, -1);
+	ck_assert_ptr_nonnull(strstr(a.err, "ended before"));
 	ev = sse_events(a.out, &done, &errors);
 	ck_assert_int_eq(done, 0);
-	ck_assert_int_eq(errors, 1);
+	ck_assert_int_eq(errors, 0);
+	ck_assert_ptr_nonnull(strstr(a.out, "Bonjour"));
+	json_decref(ev);
+	free(a.out);
+	/* An empty answer (nothing written: the proxy can fail over). */
+	answer(&adapter_bedrock, &c, 200, "application/vnd.amazon.eventstream",
+	    NULL, ok, 0, 1000, 1, &a);
+	ck_assert_int_eq(a.rc_end, -1);
+	ck_assert_str_eq(a.out, "");
+	ev = sse_events(a.out, &done, &errors);
 	json_decref(ev);
 	free(a.out);
 	free(ok);
