@@ -93,4 +93,17 @@ char *backend_facts_json(const struct backend *b);
 /* Country-code membership of region names: "EU", "EEA" or an ISO code. */
 int region_contains(const char *region, const char *cc);
 
+/* ---- additions ---- */
+/* ISO 3166-1 alpha-2 code (capitals) that is officially assigned. */
+int country_code_valid(const char *cc);
+/* "EU", "EEA" or a valid country code. */
+int region_name_valid(const char *r);
+const char *auth_type_name(enum auth_type t);
+/* Split an http(s) URL; -1 with a reason ("must start with https://...")
+ * in err. host and base_path are newly allocated on success. */
+int endpoint_parse(const char *url, int *use_tls, char **host, int *port,
+    char **base_path, char *err, size_t errlen);
+/* 30d, 12h, 5m, 10s, 250ms, or "none" for 0. */
+void duration_format(int64_t ms, char *out, size_t len);
+
 #endif

@@ -32,6 +32,26 @@ struct limits {
 	int64_t log_timeout_ms;		/* 5 s: wait for a strict commit */
 };
 
+/*
+ * Keys of the file and their defaults (every relative path resolves against
+ * the config file's directory):
+ *   listen: 127.0.0.1:8443          admin_listen: 127.0.0.1:9464 (off|null)
+ *   tls: {cert, key}                (none)
+ *   policy: policy                  backends: backends
+ *   shadow_policy: FILE|DIR         (none; evaluated, logged, never enforced)
+ *   log: {database: LOCALSTATEDIR/lib/sovgate/decisions.db,
+ *         durability: strict|batched (strict), batch_interval: 5ms,
+ *         fingerprint_key_file: <database's directory>/fingerprint.key
+ *                                  (null = no fingerprints)}
+ *   clients: [{name, key_sha256}]   (none: a warning, every request is 401)
+ *   limits: {max_body: 8MiB, max_header_size: 16KiB, max_headers: 100,
+ *            max_json_depth: 64, max_connections: 4096, header_timeout: 10s,
+ *            body_timeout: 30s, keepalive_timeout: 75s,
+ *            upstream_connect_timeout: 5s, upstream_first_byte_timeout: 120s,
+ *            stream_idle_timeout: 300s, drain_timeout: 30s, log_timeout: 5s}
+ *   workers: auto | 1..1024 (auto)  user: NAME (stay)
+ * Unknown keys are errors (with a "did you mean").
+ */
 struct gw_config {
 	char *path;		/* absolute path of the config file */
 	char *dir;		/* its directory: relative paths resolve here */
@@ -44,7 +64,7 @@ struct gw_config {
 	enum durability durability;
 	int64_t batch_interval_ms;	/* batched mode: 5 ms */
 	char *fingerprint_key_file;	/* absolute; NULL = none */
-	char *shadow_policy_path;	/* optional candidate policy */
+	char *shadow_policy_path;	/* optional candidate policy; absolute */
 	struct client_def *clients;
 	size_t nclients;
 	struct limits limits;
@@ -61,5 +81,13 @@ const struct client_def *config_find_client(const struct gw_config *c,
     const char *key, size_t keylen);
 const struct client_def *config_client_by_name(const struct gw_config *c,
     const char *name);
+
+/* ---- additions ---- */
+/* Directory part of a path ("." when none); newly allocated. */
+char *path_dirname(const char *path);
+/* p when absolute, else dir/p; newly allocated (NULL when p is NULL). */
+char *path_resolve(const char *dir, const char *p);
+/* 1 when s is "HOST:PORT" or "[V6]:PORT" with a port in 1..65535. */
+int listen_addr_valid(const char *s);
 
 #endif

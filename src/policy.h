@@ -24,7 +24,8 @@ struct finding_rule {
 struct bulk_rule {
 	char *type;		/* full type or category */
 	unsigned at_least;
-	int level;
+	int level;		/* or LEVEL_DENY */
+	int line, col;
 };
 
 struct custom_rule {
@@ -35,6 +36,8 @@ struct custom_rule {
 struct client_floor {
 	char *client;
 	int level;
+	const char *file;	/* one of policy->files */
+	int line, col;
 };
 
 struct requirement {
@@ -53,6 +56,7 @@ struct route {
 	struct requirement req;
 	char **prefer;		/* backend names, in order */
 	size_t nprefer;
+	const char *file;	/* one of policy->files */
 	int line, col;
 };
 
@@ -68,6 +72,8 @@ struct policy_test {
 	char *expect_backend;
 	char **expect_backend_in;	size_t nexpect_backend_in;
 	char *expect_action;		/* allow | deny */
+	char *text;		/* the text shorthand as written, or NULL */
+	const char *file;	/* one of policy->files */
 	int line, col;
 };
 
@@ -83,6 +89,13 @@ struct policy {
 	struct client_floor *floors;	size_t nfloors;
 	struct route *routes;		/* nlevels of them, index = level */
 	struct policy_test *tests;	size_t ntests;
+	/* additions */
+	char **files;		/* every file read, in name order (owned);
+				   the const char *file fields point here */
+	size_t nfiles;
+	const char *findings_file;	/* where classify.findings is */
+	int findings_line, findings_col;
+	char *test_model;	/* model used by text-shorthand tests */
 };
 
 /* Load a file or a directory of *.yaml (merged in name order; a directory
@@ -100,6 +113,8 @@ struct decide_input {
 	const char *client;		/* authenticated client name or NULL */
 	const char *model;		/* requested model */
 	int declared_level;		/* from X-Sovgate-Classification, or -1 */
+	int ignore_credentials;		/* policy test / replay: judge the
+					   policy, not this host's env */
 };
 
 enum verdict {
@@ -109,6 +124,7 @@ enum verdict {
 	V_NO_MODEL,		/* does not serve the requested model */
 	V_DOWN,			/* marked down by health checks */
 	V_NO_CREDENTIALS,	/* its secrets were missing at load */
+	V_DENIED,		/* the request is refused by a finding */
 };
 
 struct backend_verdict {
@@ -143,5 +159,20 @@ int policy_decide(const struct policy *p, const struct backend_set *bs,
 const char *verdict_name(enum verdict v);
 /* [{"backend":"x","verdict":"allowed","reason":"..."}] */
 char *decision_candidates_json(const struct decision *d);
+
+/* ---- additions ---- */
+/* 0 when b satisfies every key of r; else -1 and the first failure in
+ * reason ("operator_country US not in [EU]"). */
+int requirement_check(const struct requirement *r, const struct backend *b,
+    char *reason, size_t len);
+/* "operated under EU law and processing data in the EEA" ("" when r has no
+ * keys), for messages. */
+void requirement_describe(const struct requirement *r, char *out,
+    size_t len);
+/* Category of a finding type: "national_id" for "national_id.fr_nir". */
+size_t finding_category_len(const char *type);
+/* Whether the policy names type by full name or category in findings,
+ * bulk or custom (for `check`'s "never mentioned" warnings). */
+int policy_mentions_type(const struct policy *p, const char *type);
 
 #endif

@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include "diag.h"
 
+#define YTREE_MAX_DEPTH	64		/* nesting of maps and lists */
+#define YTREE_MAX_SIZE	(4 * 1024 * 1024)	/* bytes of one file */
+
 enum ynode_type { YN_SCALAR, YN_SEQ, YN_MAP };
 
 struct ynode {
@@ -52,5 +55,31 @@ void ynode_diag(const struct ynode *n, struct diags *d, enum diag_severity s,
  * a "did you mean" suggestion from the list. Returns the number reported. */
 int ynode_check_keys(const struct ynode *m, const char *const *known,
     struct diags *d);
+
+/* ---- additions ---- */
+/* The key node of m named key (for positions); NULL when absent. */
+const struct ynode *ynode_key_of(const struct ynode *m, const char *key);
+/* "a mapping", "a list", "a value", "empty": for type errors. */
+const char *ynode_type_name(const struct ynode *n);
+/* A plain null, ~, or nothing at all (n == NULL). */
+int ynode_is_null(const struct ynode *n);
+/* n's text when it is a non-null scalar; else NULL and (when n is not
+ * NULL) an error "WHAT must be a text value". Absent (NULL) is no error. */
+const char *ynode_str(const struct ynode *n, const char *what,
+    struct diags *d);
+/* 0 when n is of type t; else -1 and an error "WHAT must be ...". */
+int ynode_expect(const struct ynode *n, enum ynode_type t, const char *what,
+    struct diags *d);
+/* Levenshtein distance; (size_t)-1 for words over 64 bytes. */
+size_t edit_distance(const char *a, const char *b);
+/* The name in names[0..n) (stops at NULL) close enough to word to be a
+ * likely typo, or NULL. */
+const char *closest_name(const char *word, const char *const *names,
+    size_t n);
+/* Paths (dir/NAME) of every *.yaml and *.yml in dir, not hidden, sorted by
+ * name; *n gets the count. NULL with an error in d when dir cannot be read
+ * (NULL with *n == 0 and no error when it is simply empty). The caller
+ * frees each string and the array. */
+char **yaml_files_in(const char *dir, size_t *n, struct diags *d);
 
 #endif
