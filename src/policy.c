@@ -1513,7 +1513,8 @@ policy_decide(const struct policy *p, const struct backend_set *bs,
 {
 	const struct scan *s = in->scan;
 	const struct route *rt;
-	char rule[128], found[160], denied_type[96], req[320], why[160];
+	char rule[128], found[160], typelist[128], denied_type[96], req[320];
+	char why[160];
 	size_t i, j;
 	int level = 0, deny = 0;
 
@@ -1523,6 +1524,7 @@ policy_decide(const struct policy *p, const struct backend_set *bs,
 		return -1;
 	snprintf(out->level_rule, sizeof(out->level_rule), "default");
 	found[0] = '\0';
+	typelist[0] = '\0';
 	denied_type[0] = '\0';
 
 	/* the level: max over floor, header, findings, bulk; first to reach
@@ -1581,8 +1583,8 @@ policy_decide(const struct policy *p, const struct backend_set *bs,
 		if (s->types[i].count == 0 || type_level(p, s->types[i].type,
 		    rule, sizeof(rule)) != level)
 			continue;
-		append(found, sizeof(found), "%s%s", found[0] ? ", " : "",
-		    s->types[i].type);
+		append(typelist, sizeof(typelist), "%s%s", typelist[0] ?
+		    ", " : "", s->types[i].type);
 	}
 	if (strncmp(out->level_rule, "floor ", 6) == 0)
 		snprintf(found, sizeof(found), "floor of client %s", in->client);
@@ -1592,12 +1594,9 @@ policy_decide(const struct policy *p, const struct backend_set *bs,
 	else if (strncmp(out->level_rule, "bulk ", 5) == 0)
 		snprintf(found, sizeof(found), "bulk rule %s",
 		    out->level_rule + 5);
-	else if (found[0] != '\0') {
-		char tmp[sizeof(found)];
-
-		snprintf(tmp, sizeof(tmp), "found: %s", found);
-		memcpy(found, tmp, sizeof(found));
-	} else
+	else if (typelist[0] != '\0')
+		snprintf(found, sizeof(found), "found: %s", typelist);
+	else
 		snprintf(found, sizeof(found), "nothing found");
 
 	rt = &p->routes[level];
