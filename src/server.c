@@ -241,7 +241,6 @@ request_new(struct conn *c)
 	r->t_first_byte = -1;
 	r->all_timeouts = 1;
 	uuid_v4(r->id);
-	snprintf(r->action, sizeof(r->action), "error");
 	return r;
 }
 
@@ -327,6 +326,8 @@ respond_error(struct request *r, int status, const char *type,
 	va_end(ap);
 	if (r->error[0] == '\0')
 		snprintf(r->error, sizeof(r->error), "%s: %.200s", code, msg);
+	if (r->action[0] == '\0')
+		snprintf(r->action, sizeof(r->action), "error");
 	e = json_pack("{s:s, s:s, s:s, s:s}", "type", type, "code", code,
 	    "message", msg, "decision_id", r->id);
 	if (r->classified)
@@ -1425,7 +1426,8 @@ access_log(struct request *r)
 	    "backend=%s status=%d attempts=%zu ms=%lld in=%llu out=%llu "
 	    "tokens=%lld%s%s",
 	    r->id, r->client ? r->client_name : "-",
-	    r->head ? r->head->url : "-", level_name(r), r->action,
+	    r->head ? r->head->url : "-", level_name(r),
+	    r->action[0] ? r->action : "-",
 	    r->answered ? r->answered->name : "-", r->status,
 	    json_array_size(r->attempts), (long long)(mono_ms() - r->t0),
 	    (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
