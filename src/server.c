@@ -89,6 +89,7 @@ struct request {
 	struct http_head *head;	/* the conn's parser owns it */
 	struct evbuffer *body;
 	char id[37];
+	char path[128];		/* for the access log */
 	const struct client_def *client;
 	char client_name[128];
 	enum endpoint ep;
@@ -617,6 +618,7 @@ handle_request(struct conn *c)
 
 	snprintf(path, sizeof(path), "%.*s", (int)(plen < 127 ? plen : 127),
 	    url);
+	memcpy(r->path, path, sizeof(r->path));
 	r->snap = snapshot_current();
 	if (r->snap == NULL) {
 		respond_error(r, 503, "service_unavailable", "not_ready",
@@ -1426,7 +1428,7 @@ access_log(struct request *r)
 	    "backend=%s status=%d attempts=%zu ms=%lld in=%llu out=%llu "
 	    "tokens=%lld%s%s",
 	    r->id, r->client ? r->client_name : "-",
-	    r->head ? r->head->url : "-", level_name(r),
+	    r->path[0] ? r->path : "-", level_name(r),
 	    r->action[0] ? r->action : "-",
 	    r->answered ? r->answered->name : "-", r->status,
 	    json_array_size(r->attempts), (long long)(mono_ms() - r->t0),
