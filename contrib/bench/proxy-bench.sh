@@ -134,15 +134,20 @@ printf '%-10s %-14s %12s %12s %10s\n' sovgate "c1 t1" "$r" "$l" "$e"
 # 1,000 idle keep-alive connections: RSS before and after.
 pid=${pids[0]}
 rss0=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-python3 - "$SG" <<'PY' &
+python3 - "$SG" "$key" <<'PY' &
+# Each connection makes one request (so it is a real keep-alive
+# connection with its parser and buffers), then stays idle.
 import socket, sys, time
-port = int(sys.argv[1]); socks = []
+port, key = int(sys.argv[1]), sys.argv[2]; socks = []
+req = ("GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % key).encode()
 for i in range(1000):
-    s = socket.create_connection(("127.0.0.1", port)); socks.append(s)
-time.sleep(3)
+    s = socket.create_connection(("127.0.0.1", port)); s.sendall(req); socks.append(s)
+for s in socks:
+    s.recv(65536)
+time.sleep(4)
 PY
 holder=$!
-sleep 2
+sleep 3
 rss1=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 wait $holder || true
 echo "sovgate RSS: ${rss0} kB at rest, ${rss1} kB with 1000 idle connections (+$(( (rss1-rss0) )) kB)"
