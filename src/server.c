@@ -1275,14 +1275,36 @@ attempt_next(struct request *r)
 	}
 	/* Every allowed candidate failed; none other may be tried. */
 	snprintf(r->action, sizeof(r->action), "allow");
-	if (r->all_timeouts && json_array_size(r->attempts) > 0)
-		respond_error(r, 504, "upstream_error", "upstream_timeout",
-		    "every allowed backend timed out (%zu attempts)",
-		    json_array_size(r->attempts));
-	else
-		respond_error(r, 502, "upstream_error", "upstream_failed",
-		    "every allowed backend failed (%zu attempts)",
-		    json_array_size(r->attempts));
+	{
+		char sum[512];
+		size_t i, o = 0;
+
+		sum[0] = '\0';
+		for (i = 0; i < json_array_size(r->attempts) && o < 400; i++) {
+			json_t *a = json_array_get(r->attempts, i);
+			int st = (int)json_integer_value(json_object_get(a,
+			    "status"));
+			int n = snprintf(sum + o, sizeof(sum) - o, "%s%s %s",
+			    i ? ", " : "", json_string_value(json_object_get(a,
+			    "backend")), json_string_value(json_object_get(a,
+			    "result")));
+
+			if (n > 0 && (size_t)n < sizeof(sum) - o)
+				o += (size_t)n;
+			if (st > 0 && o < sizeof(sum) - 8)
+				o += (size_t)snprintf(sum + o, sizeof(sum) - o,
+				    " %d", st);
+		}
+		if (r->all_timeouts && json_array_size(r->attempts) > 0)
+			respond_error(r, 504, "upstream_error",
+			    "upstream_timeout", "every allowed backend timed "
+			    "out (%s)", sum);
+		else
+			respond_error(r, 502, "upstream_error",
+			    "upstream_failed", "every allowed backend failed "
+			    "(%s)", sum[0] ? sum : "no candidate could be "
+			    "reached");
+	}
 }
 
 static void
