@@ -1,1 +1,1156 @@
-/* placeholder: being written */
+/*
+ * classify.c - the classifier framework (SPEC §6): normalisation with an
+ * offset map, the one-pass lexicon matcher (Aho-Corasick over the folded
+ * text, shared by the built-in lexicons and the policy's custom words), the
+ * policy's custom regexes (PCRE2 JIT), overlap resolution and the per-request
+ * bookkeeping of distinct values.
+ *
+ * Cost model: one pass to normalise (which also folds), one pass for digit
+ * runs, one automaton pass over the folded text, then detectors that only
+ * look at the places those passes found (digit runs, '@', lexicon hits), so
+ * the total stays linear in the input and nothing backtracks.
+ *
+ * The scan's working memory (struct spriv) grows to the largest text seen
+ * and is then reused: the hot path does not allocate once warm.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <jansson.h>
+
+#include "classify.h"
+#include "detect.h"
+#include "util.h"
+
+/* ------------------------------------------------------------------ */
+/* built-in type names                                                 */
+
+const char *const classify_builtin_types[] = {
+	"email", "phone", "iban", "payment_card",
+	"national_id.fr_nir", "national_id.de_tax_id",
+	"national_id.it_fiscal_code", "national_id.es_dni",
+	"national_id.es_nie", "national_id.nl_bsn",
+	"national_id.be_national_number", "national_id.pl_pesel",
+	"national_id.se_personnummer", "national_id.uk_nino",
+	"national_id.uk_nhs_number", "national_id.at_social_security",
+	"national_id.fi_hetu", "national_id.dk_cpr", "national_id.pt_nif",
+	"national_id.ie_pps",
+	"date_of_birth", "health",
+	"credential.aws_access_key", "credential.github_token",
+	"credential.private_key", "credential.jwt", "credential.slack_token",
+	"credential.openai_api_key", "credential.generic",
+	"ip_address", "marking",
+	NULL
+};
+
+/* ------------------------------------------------------------------ */
+/* folding: lower case, accents stripped, for lexicon matching          */
+
+/* U+0100..U+017F to their base letter (Œœ and Ĳĳ are handled apart). */
+static const char latin_ext_a[129] =
+    "aaaaaaccccccccddddeeeeeeeeeegggggggghhhhiiiiiiiiiiiijjkkk"
+    "llllllllllnnnnnnnnnoooooooorrrrrrssssssssttttttuuuuuuuuuuuuwwyyyzzzzzzs";
+
+/* U+00C0..U+00FF; '*' marks a two-letter expansion handled in code. */
+static const char latin1_fold[65] =
+    "aaaaaa*ceeeeiiiidnooooo*ouuuuyt*aaaaaa*ceeeeiiiidnooooo*ouuuuyty";
+
+/* ASCII expansion of a code point for folding; returns its length (0 if
+ * the code point has none and is copied as UTF-8). */
+static size_t
+fold_cp(uint32_t cp, char out[2])
+{
+	if (cp >= 0xC0 && cp <= 0xFF) {
+		char c = latin1_fold[cp - 0xC0];
+
+		if (c != '*') {
+			out[0] = c;
+			return 1;
+		}
+		switch (cp) {
+		case 0xC6: case 0xE6: out[0] = 'a'; out[1] = 'e'; return 2;
+		case 0xDF: out[0] = 's'; out[1] = 's'; return 2;
+		case 0xD7: out[0] = 'x'; return 1;	/* multiplication sign */
+		case 0xF7: out[0] = '/'; return 1;
+		}
+		return 0;
+	}
+	if (cp >= 0x100 && cp <= 0x17F) {
+		if (cp == 0x152 || cp == 0x153) {
+			out[0] = 'o'; out[1] = 'e';
+			return 2;
+		}
+		if (cp == 0x132 || cp == 0x133) {
+			out[0] = 'i'; out[1] = 'j';
+			return 2;
+		}
+		out[0] = latin_ext_a[cp - 0x100];
+		return 1;
+	}
+	return 0;
+}
+
+/* Decode one UTF-8 sequence at p (n > 0 bytes left). Returns its length,
+ * or 0 if malformed (the caller copies one byte). */
+static size_t
+utf8_dec(const unsigned char *p, size_t n, uint32_t *cp)
+{
+	unsigned char c = p[0];
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xC2 && c <= 0xDF && n >= 2 && (p[1] & 0xC0) == 0x80) {
+		*cp = ((uint32_t)(c & 0x1F) << 6) | (p[1] & 0x3F);
+		return 2;
+	}
+	if (c >= 0xE0 && c <= 0xEF && n >= 3 && (p[1] & 0xC0) == 0x80 &&
+	    (p[2] & 0xC0) == 0x80) {
+		*cp = ((uint32_t)(c & 0x0F) << 12) |
+		    ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+		return *cp >= 0x800 ? 3 : 0;
+	}
+	if (c >= 0xF0 && c <= 0xF4 && n >= 4 && (p[1] & 0xC0) == 0x80 &&
+	    (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80) {
+		*cp = ((uint32_t)(c & 0x07) << 18) |
+		    ((uint32_t)(p[1] & 0x3F) << 12) |
+		    ((uint32_t)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
+		return *cp >= 0x10000 ? 4 : 0;
+	}
+	return 0;
+}
+
+/* Fold a whole UTF-8 string (lexicon words), into a new string. */
+static char *
+fold_string(const char *w)
+{
+	size_t n = strlen(w), i = 0, k = 0;
+	char *out = xmalloc(2 * n + 1);
+
+	while (i < n) {
+		uint32_t cp;
+		size_t l = utf8_dec((const unsigned char *)w + i, n - i, &cp);
+		char tmp[2];
+		size_t fl;
+
+		if (l == 0)
+			l = 1, cp = 0xFFFD;
+		if (cp < 0x80) {
+			out[k++] = (cp >= 'A' && cp <= 'Z') ? (char)(cp + 32) :
+			    (char)cp;
+		} else if ((fl = fold_cp(cp, tmp)) > 0) {
+			memcpy(out + k, tmp, fl);
+			k += fl;
+		} else if (cp == 0x2019) {	/* typographic apostrophe */
+			out[k++] = '\'';
+		} else {
+			memcpy(out + k, w + i, l);
+			k += l;
+		}
+		i += l;
+	}
+	out[k] = '\0';
+	return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* Aho-Corasick automaton over byte classes                              */
+
+struct ac {
+	uint8_t cls[256];
+	uint32_t ncls;
+	/* Transitions, rows pre-multiplied by ncls; the top bit of an entry
+	 * says the target state reports something. */
+	uint32_t *delta;
+	int32_t *out;		/* first pattern ending at a state, -1 none */
+	uint32_t *dlink;	/* next suffix state with output, 0 none */
+	uint32_t nstates;
+};
+
+struct pattern {
+	char *w;		/* folded */
+	uint32_t len;
+	uint32_t kind, ids;
+	int32_t custom;
+	int32_t next;		/* next pattern with the same string */
+};
+
+struct classifier {
+	struct ac ac;
+	struct pattern *pats;
+	size_t npats;
+	const char **pat_words;
+	/* custom detectors */
+	size_t ncustom;
+	char **custom_types;	/* "custom.NAME" */
+	pcre2_code **regex;	/* NULL where the detector has none */
+	int *regex_jit;
+};
+
+#define AC_OUT	0x80000000u
+
+static int
+ac_build(struct classifier *c)
+{
+	struct ac *a = &c->ac;
+	size_t i, total = 1;
+	uint32_t *go = NULL, *fail = NULL, *queue = NULL;
+	uint32_t n = 1, qh = 0, qt = 0, s, k;
+	int used[256] = { 0 };
+
+	for (i = 0; i < c->npats; i++) {
+		const unsigned char *w = (const unsigned char *)c->pats[i].w;
+
+		total += c->pats[i].len;
+		for (k = 0; k < c->pats[i].len; k++)
+			used[w[k]] = 1;
+	}
+	a->ncls = 1;
+	for (k = 0; k < 256; k++)
+		a->cls[k] = used[k] ? (uint8_t)a->ncls++ : 0;
+	if (a->ncls > 255)
+		return -1;
+	go = xcalloc(total * a->ncls, sizeof(*go));
+	a->out = xmalloc(total * sizeof(*a->out));
+	a->dlink = xcalloc(total, sizeof(*a->dlink));
+	fail = xcalloc(total, sizeof(*fail));
+	queue = xmalloc(total * sizeof(*queue));
+	for (k = 0; k < total; k++)
+		a->out[k] = -1;
+
+	/* trie; states are numbered, 0 is the root */
+	for (i = 0; i < c->npats; i++) {
+		const unsigned char *w = (const unsigned char *)c->pats[i].w;
+
+		s = 0;
+		for (k = 0; k < c->pats[i].len; k++) {
+			uint32_t *slot = &go[(size_t)s * a->ncls + a->cls[w[k]]];
+
+			if (*slot == 0)
+				*slot = n++;
+			s = *slot;
+		}
+		c->pats[i].next = a->out[s];
+		a->out[s] = (int32_t)i;
+	}
+	/* breadth-first: failure links, then complete the transitions */
+	for (k = 0; k < a->ncls; k++)
+		if (go[k] != 0)
+			queue[qt++] = go[k];
+	while (qh < qt) {
+		uint32_t r = queue[qh++];
+
+		for (k = 0; k < a->ncls; k++) {
+			uint32_t u = go[(size_t)r * a->ncls + k];
+
+			if (u == 0) {
+				go[(size_t)r * a->ncls + k] =
+				    go[(size_t)fail[r] * a->ncls + k];
+				continue;
+			}
+			fail[u] = go[(size_t)fail[r] * a->ncls + k];
+			a->dlink[u] = a->out[fail[u]] >= 0 ? fail[u] :
+			    a->dlink[fail[u]];
+			queue[qt++] = u;
+		}
+	}
+	a->nstates = n;
+	a->delta = xmalloc((size_t)n * a->ncls * sizeof(*a->delta));
+	for (s = 0; s < n; s++)
+		for (k = 0; k < a->ncls; k++) {
+			uint32_t t = go[(size_t)s * a->ncls + k];
+			uint32_t v = t * a->ncls;
+
+			if (a->out[t] >= 0 || a->dlink[t] != 0)
+				v |= AC_OUT;
+			a->delta[(size_t)s * a->ncls + k] = v;
+		}
+	free(go);
+	free(fail);
+	free(queue);
+	return 0;
+}
+
+static void
+ac_free(struct ac *a)
+{
+	free(a->delta);
+	free(a->out);
+	free(a->dlink);
+}
+
+/* ------------------------------------------------------------------ */
+/* the scan's working memory                                            */
+
+struct shift {			/* from offset pos on, source = pos + delta */
+	uint32_t pos;
+	int32_t delta;
+};
+
+struct cand {
+	uint32_t start, end;
+	const char *type;
+	int16_t prio;
+	uint8_t excl;
+	uint8_t vlen;
+	char val[SCAN_VALUE_MAX];
+};
+
+struct spriv {
+	char *s, *f;
+	size_t cap;		/* of s; f has 2 * cap */
+	struct shift *smap, *fmap;
+	size_t nsmap, nfmap, smap_cap, fmap_cap;
+	struct drun *runs;
+	size_t nruns, runs_cap;
+	struct dhit *hits;
+	size_t nhits, hits_cap;
+	struct cand *cands;
+	size_t ncands, cands_cap;
+	/* distinct (type, value) hashes; open addressing, 0 = empty */
+	uint64_t *seen;
+	size_t seen_cap, nseen;
+	pcre2_match_data *md;
+	const struct classifier *c;
+	struct scan *scan;
+};
+
+#define GROW(arr, n, cap, min) do {					\
+	if ((n) >= (cap)) {						\
+		size_t nc_ = (cap) ? (cap) * 2 : (min);			\
+		(arr) = xrealloc((arr), nc_ * sizeof(*(arr)));		\
+		(cap) = nc_;						\
+	}								\
+} while (0)
+
+struct scan *
+scan_new(void)
+{
+	struct scan *s = xcalloc(1, sizeof(*s));
+	struct spriv *p = xcalloc(1, sizeof(*p));
+
+	s->values = xcalloc(SCAN_MAX_VALUES, sizeof(*s->values));
+	p->seen_cap = 1024;
+	p->seen = xcalloc(p->seen_cap, sizeof(*p->seen));
+	p->md = pcre2_match_data_create(16, NULL);
+	p->scan = s;
+	s->priv = p;
+	return s;
+}
+
+void
+scan_reset(struct scan *s)
+{
+	struct spriv *p;
+
+	if (s == NULL)
+		return;
+	p = s->priv;
+	/* Values are the only copies of matched data: wipe, not just forget. */
+	memset(s->values, 0, s->nvalues * sizeof(*s->values));
+	s->nvalues = 0;
+	s->ntypes = 0;
+	s->dropped_values = 0;
+	s->bytes_scanned = 0;
+	if (p->nseen > 0) {
+		memset(p->seen, 0, p->seen_cap * sizeof(*p->seen));
+		p->nseen = 0;
+	}
+}
+
+void
+scan_free(struct scan *s)
+{
+	struct spriv *p;
+
+	if (s == NULL)
+		return;
+	p = s->priv;
+	scan_reset(s);
+	if (p != NULL) {
+		free(p->s);
+		free(p->f);
+		free(p->smap);
+		free(p->fmap);
+		free(p->runs);
+		free(p->hits);
+		if (p->cands != NULL)
+			memset(p->cands, 0, p->cands_cap * sizeof(*p->cands));
+		free(p->cands);
+		free(p->seen);
+		pcre2_match_data_free(p->md);
+		free(p);
+	}
+	free(s->values);
+	free(s);
+}
+
+unsigned
+scan_count(const struct scan *s, const char *type)
+{
+	size_t i;
+
+	for (i = 0; i < s->ntypes; i++)
+		if (strcmp(s->types[i].type, type) == 0)
+			return s->types[i].count;
+	return 0;
+}
+
+char *
+scan_findings_json(const struct scan *s)
+{
+	json_t *o = json_object();
+	char *out;
+	size_t i;
+
+	for (i = 0; i < s->ntypes; i++)
+		json_object_set_new(o, s->types[i].type,
+		    json_integer(s->types[i].count));
+	out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	return out != NULL ? out : xstrdup("{}");
+}
+
+/* ------------------------------------------------------------------ */
+/* results                                                              */
+
+static uint64_t
+hash_value(const char *type, const char *v, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+	size_t i;
+
+	for (i = 0; type[i] != '\0'; i++)
+		h = (h ^ (unsigned char)type[i]) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;
+	for (i = 0; i < n; i++)
+		h = (h ^ (unsigned char)v[i]) * 1099511628211ULL;
+	h ^= h >> 29;
+	return h ? h : 1;
+}
+
+/* 1 if (type, value) was not seen before in this request. */
+static int
+seen_add(struct spriv *p, uint64_t h)
+{
+	size_t i, mask;
+
+	if ((p->nseen + 1) * 2 > p->seen_cap) {
+		uint64_t *old = p->seen;
+		size_t oldcap = p->seen_cap;
+
+		p->seen_cap *= 2;
+		p->seen = xcalloc(p->seen_cap, sizeof(*p->seen));
+		p->nseen = 0;
+		for (i = 0; i < oldcap; i++)
+			if (old[i] != 0) {
+				size_t j = old[i] & (p->seen_cap - 1);
+
+				while (p->seen[j] != 0)
+					j = (j + 1) & (p->seen_cap - 1);
+				p->seen[j] = old[i];
+				p->nseen++;
+			}
+		free(old);
+	}
+	mask = p->seen_cap - 1;
+	for (i = h & mask; p->seen[i] != 0; i = (i + 1) & mask)
+		if (p->seen[i] == h)
+			return 0;
+	p->seen[i] = h;
+	p->nseen++;
+	return 1;
+}
+
+static void
+commit(struct spriv *p, const struct cand *c)
+{
+	struct scan *s = p->scan;
+	size_t i;
+
+	if (!seen_add(p, hash_value(c->type, c->val, c->vlen)))
+		return;
+	for (i = 0; i < s->ntypes; i++)
+		if (s->types[i].type == c->type ||
+		    strcmp(s->types[i].type, c->type) == 0)
+			break;
+	if (i == s->ntypes) {
+		if (s->ntypes == SCAN_MAX_TYPES)
+			return;		/* cannot happen with the built-ins */
+		s->types[i].type = c->type;
+		s->types[i].count = 0;
+		s->ntypes++;
+	}
+	s->types[i].count++;
+	if (s->nvalues < SCAN_MAX_VALUES) {
+		struct scan_value *v = &s->values[s->nvalues++];
+
+		v->type = c->type;
+		v->len = c->vlen;
+		memcpy(v->value, c->val, c->vlen);
+	} else {
+		s->dropped_values++;
+	}
+}
+
+void
+d_emit(const struct dtext *t, const char *type, size_t start, size_t end,
+    int prio, int excl, const char *value, size_t vlen)
+{
+	struct spriv *p = t->ctx;
+	struct cand *c;
+
+	GROW(p->cands, p->ncands, p->cands_cap, 64);
+	c = &p->cands[p->ncands++];
+	c->start = (uint32_t)start;
+	c->end = (uint32_t)end;
+	c->type = type;
+	c->prio = (int16_t)prio;
+	c->excl = (uint8_t)(excl != 0);
+	if (vlen > SCAN_VALUE_MAX) {
+		/* Long values (PEM blocks, tokens) are kept by digest: the
+		 * fingerprint needs identity, not the secret itself. */
+		char hex[65];
+
+		sha256_hex(value, vlen, hex);
+		memcpy(c->val, hex, 64);
+		c->vlen = 64;
+	} else {
+		memcpy(c->val, value, vlen);
+		c->vlen = (uint8_t)vlen;
+	}
+}
+
+static int
+cand_cmp(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	if (x->end != y->end)
+		return x->end > y->end ? -1 : 1;
+	return y->prio - x->prio;
+}
+
+/* One value yields one finding: among overlapping exclusive candidates the
+ * highest priority (then the longest) wins; a 16-digit run inside an IBAN
+ * is not also a card. */
+static void
+resolve(struct spriv *p)
+{
+	size_t i, j, kept = 0;
+	struct cand *c = p->cands;
+
+	if (p->ncands > 1)
+		qsort(c, p->ncands, sizeof(*c), cand_cmp);
+	for (i = 0; i < p->ncands; i++) {
+		int lose = 0;
+
+		if (!c[i].excl)
+			continue;
+		for (j = 0; j < p->ncands; j++) {
+			if (j == i || !c[j].excl)
+				continue;
+			if (c[j].start >= c[i].end)
+				break;
+			if (c[j].end <= c[i].start)
+				continue;
+			if (c[j].prio > c[i].prio ||
+			    (c[j].prio == c[i].prio &&
+			    c[j].end - c[j].start > c[i].end - c[i].start) ||
+			    (c[j].prio == c[i].prio &&
+			    c[j].end - c[j].start == c[i].end - c[i].start &&
+			    j < i)) {
+				lose = 1;
+				break;
+			}
+		}
+		if (lose)
+			c[i].prio = -1;	/* marked; compacted below */
+	}
+	for (i = 0; i < p->ncands; i++)
+		if (c[i].prio >= 0 || !c[i].excl)
+			commit(p, &c[i]), kept++;
+	memset(c, 0, p->ncands * sizeof(*c));
+	p->ncands = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* context lookups for detectors                                        */
+
+const struct dhit *
+d_ctx_before(const struct dtext *t, size_t pos, size_t win, uint32_t mask)
+{
+	size_t lo = 0, hi = t->nhits;
+
+	/* last hit with end <= pos */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (t->hits[mid].end <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	while (lo > 0) {
+		const struct dhit *h = &t->hits[--lo];
+
+		if (h->end + win < pos)
+			break;
+		if (h->end <= pos && (h->kind & mask))
+			return h;
+	}
+	return NULL;
+}
+
+const struct dhit *
+d_ctx_after(const struct dtext *t, size_t endpos, size_t win, uint32_t mask)
+{
+	size_t lo = 0, hi = t->nhits;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (t->hits[mid].end <= endpos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < t->nhits; lo++) {
+		const struct dhit *h = &t->hits[lo];
+
+		if (h->start > endpos + win)
+			break;
+		if (h->start >= endpos && (h->kind & mask))
+			return h;
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* normalisation                                                        */
+
+static const unsigned char lower_tab[256] = {
+#define L(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+#define R4(b) L(b), L(b + 1), L(b + 2), L(b + 3)
+#define R16(b) R4(b), R4(b + 4), R4(b + 8), R4(b + 12)
+	R16(0), R16(16), R16(32), R16(48), R16(64), R16(80), R16(96),
+	R16(112), R16(128), R16(144), R16(160), R16(176), R16(192),
+	R16(208), R16(224), R16(240)
+#undef R16
+#undef R4
+#undef L
+};
+
+static void
+map_add(struct shift **m, size_t *n, size_t *cap, size_t pos, long delta)
+{
+	if (*n > 0 && (*m)[*n - 1].delta == (int32_t)delta)
+		return;
+	if (*n > 0 && (*m)[*n - 1].pos == pos) {
+		(*m)[*n - 1].delta = (int32_t)delta;
+		return;
+	}
+	GROW(*m, *n, *cap, 16);
+	(*m)[*n].pos = (uint32_t)pos;
+	(*m)[*n].delta = (int32_t)delta;
+	(*n)++;
+}
+
+static size_t
+map_lookup(const struct shift *m, size_t n, size_t pos)
+{
+	size_t lo = 0, hi = n;
+
+	if (n == 0)
+		return pos;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (m[mid].pos <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo == 0 ? pos : (size_t)((long)pos + m[lo - 1].delta);
+}
+
+/*
+ * What a careless or hostile client may send, made plain: zero-width and
+ * soft-hyphen characters vanish, every Unicode space becomes ' ', dashes
+ * become '-', full-width forms become ASCII. s keeps the case; f is s
+ * folded (lower case, Latin accents stripped) for the lexicons. smap maps
+ * s offsets to the original text, fmap f offsets to s.
+ */
+static void
+normalise(struct spriv *p, const char *text, size_t len, size_t *sn,
+    size_t *fn)
+{
+	const unsigned char *in = (const unsigned char *)text;
+	size_t i = 0, j = 0, k = 0;
+	char *s, *f;
+
+	if (len + 1 > p->cap) {
+		size_t cap = len + 64;
+
+		free(p->s);
+		free(p->f);
+		p->s = xmalloc(cap);
+		p->f = xmalloc(2 * cap);
+		p->cap = cap;
+	}
+	s = p->s;
+	f = p->f;
+	p->nsmap = p->nfmap = 0;
+	while (i < len) {
+		uint32_t cp;
+		size_t l;
+		int sc;		/* ASCII replacement, -1 drop, -2 keep bytes */
+		char tmp[2];
+		size_t fl;
+
+		/* ASCII fast path: most of any text */
+		while (i < len && in[i] < 0x80) {
+			s[j++] = (char)in[i];
+			f[k++] = (char)lower_tab[in[i]];
+			i++;
+		}
+		if (i >= len)
+			break;
+		l = utf8_dec(in + i, len - i, &cp);
+		if (l == 0) {
+			l = 1;
+			cp = 0xFFFD;
+			sc = -2;
+		} else if ((cp >= 0x200B && cp <= 0x200D) || cp == 0x2060 ||
+		    cp == 0xFEFF || cp == 0x00AD || cp == 0x180E) {
+			sc = -1;
+		} else if (cp == 0xA0 || cp == 0x1680 ||
+		    (cp >= 0x2000 && cp <= 0x200A) || cp == 0x202F ||
+		    cp == 0x205F || cp == 0x3000 || cp == 0x2028 ||
+		    cp == 0x2029 || cp == 0x85) {
+			sc = ' ';
+		} else if ((cp >= 0x2010 && cp <= 0x2015) || cp == 0x2212 ||
+		    cp == 0xFE63 || cp == 0xFE58) {
+			sc = '-';
+		} else if (cp >= 0xFF01 && cp <= 0xFF5E) {
+			sc = (int)(cp - 0xFF01 + 0x21);
+		} else if (cp == 0x2018 || cp == 0x2019) {
+			sc = '\'';
+		} else if (cp == 0x2024 || cp == 0xFF61) {
+			sc = '.';
+		} else {
+			sc = -2;
+		}
+		if (sc == -1) {
+			/* dropped */
+		} else if (sc >= 0) {
+			s[j++] = (char)sc;
+			f[k++] = (char)lower_tab[sc];
+		} else {
+			memcpy(s + j, in + i, l);
+			j += l;
+			if ((fl = fold_cp(cp, tmp)) > 0) {
+				memcpy(f + k, tmp, fl);
+				k += fl;
+			} else {
+				memcpy(f + k, in + i, l);
+				k += l;
+			}
+		}
+		i += l;
+		map_add(&p->smap, &p->nsmap, &p->smap_cap, j, (long)i - (long)j);
+		map_add(&p->fmap, &p->nfmap, &p->fmap_cap, k, (long)j - (long)k);
+	}
+	s[j] = '\0';
+	f[k] = '\0';
+	*sn = j;
+	*fn = k;
+}
+
+static void
+find_runs(struct spriv *p, const char *s, size_t n)
+{
+	size_t i = 0;
+
+	p->nruns = 0;
+	while (i < n) {
+		size_t st;
+
+		while (i < n && (unsigned char)(s[i] - '0') > 9)
+			i++;
+		if (i >= n)
+			break;
+		st = i;
+		while (i < n && (unsigned char)(s[i] - '0') <= 9)
+			i++;
+		GROW(p->runs, p->nruns, p->runs_cap, 64);
+		p->runs[p->nruns].start = (uint32_t)st;
+		p->runs[p->nruns].end = (uint32_t)i;
+		p->nruns++;
+	}
+}
+
+static inline int
+f_word(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+	    c >= 0x80;
+}
+
+static void
+report(struct spriv *p, const struct classifier *c, const char *f,
+    size_t fn, uint32_t state, size_t i)
+{
+	const struct ac *a = &c->ac;
+
+	for (;;) {
+		int32_t pi;
+
+		for (pi = a->out[state]; pi >= 0; pi = c->pats[pi].next) {
+			const struct pattern *pt = &c->pats[pi];
+			size_t end = i + 1, start = end - pt->len;
+			struct dhit *h;
+
+			if (!(pt->kind & LX_ANYSTART) && f_word(
+			    (unsigned char)pt->w[0]) && start > 0 &&
+			    f_word((unsigned char)f[start - 1]))
+				continue;
+			if (!(pt->kind & LX_ANYEND) &&
+			    f_word((unsigned char)pt->w[pt->len - 1]) &&
+			    end < fn && f_word((unsigned char)f[end])) {
+				size_t e = end;
+
+				if (!(pt->kind & LX_STEM))
+					continue;
+				/* a stem takes simple inflections */
+				while (e < fn && f_word((unsigned char)f[e]) &&
+				    e - end < 6)
+					e++;
+				if (e < fn && f_word((unsigned char)f[e]))
+					continue;
+				end = e;
+			}
+			GROW(p->hits, p->nhits, p->hits_cap, 32);
+			h = &p->hits[p->nhits++];
+			h->start = (uint32_t)map_lookup(p->fmap, p->nfmap, start);
+			h->end = (uint32_t)map_lookup(p->fmap, p->nfmap, end);
+			h->kind = pt->kind;
+			h->ids = pt->ids;
+			h->pat = pi;
+			h->custom = pt->custom;
+			if ((pt->kind & LX_UPPER)) {
+				size_t q;
+
+				for (q = h->start; q < h->end; q++)
+					if (p->s[q] >= 'a' && p->s[q] <= 'z')
+						break;
+				if (q < h->end)
+					p->nhits--;
+			}
+		}
+		state = a->dlink[state];
+		if (state == 0)
+			break;
+	}
+}
+
+static void
+ac_run(struct spriv *p, const struct classifier *c, const char *f, size_t fn)
+{
+	const struct ac *a = &c->ac;
+	const uint32_t *delta = a->delta;
+	const uint8_t *cls = a->cls;
+	uint32_t st = 0;
+	size_t i;
+
+	p->nhits = 0;
+	for (i = 0; i < fn; i++) {
+		uint32_t x = delta[st + cls[(unsigned char)f[i]]];
+
+		st = x & ~AC_OUT;
+		if (x & AC_OUT)
+			report(p, c, f, fn, st / a->ncls, i);
+	}
+}
+
+static void
+run_regexes(struct spriv *p, const struct classifier *c, const struct dtext *t)
+{
+	size_t r;
+
+	for (r = 0; r < c->ncustom; r++) {
+		PCRE2_SIZE off = 0;
+
+		if (c->regex[r] == NULL)
+			continue;
+		while (off <= t->n) {
+			int rc;
+			PCRE2_SIZE *ov;
+
+			if (c->regex_jit[r])
+				rc = pcre2_jit_match(c->regex[r],
+				    (PCRE2_SPTR)t->s, t->n, off, 0, p->md, NULL);
+			else
+				rc = pcre2_match(c->regex[r], (PCRE2_SPTR)t->s,
+				    t->n, off, 0, p->md, NULL);
+			if (rc < 0)
+				break;
+			ov = pcre2_get_ovector_pointer(p->md);
+			if (ov[1] < ov[0])
+				break;	/* \K tricks: ignore */
+			d_emit(t, c->custom_types[r], ov[0], ov[1], PRIO_LOW, 0,
+			    t->s + ov[0], ov[1] - ov[0]);
+			off = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+		}
+	}
+}
+
+void
+classifier_scan(const struct classifier *c, struct scan *s, const char *text,
+    size_t len)
+{
+	struct spriv *p = s->priv;
+	struct dtext t;
+	size_t sn, fn, i;
+
+	s->bytes_scanned += len;
+	if (len == 0)
+		return;
+	/* Offsets are 32-bit: split absurd texts (the body limit is far
+	 * lower); a value straddling the cut may be missed. */
+	if (len > (1u << 30)) {
+		classifier_scan(c, s, text, 1u << 30);
+		classifier_scan(c, s, text + (1u << 30), len - (1u << 30));
+		s->bytes_scanned -= len;
+		return;
+	}
+	p->c = c;
+	normalise(p, text, len, &sn, &fn);
+	find_runs(p, p->s, sn);
+	ac_run(p, c, p->f, fn);
+
+	t.s = p->s;
+	t.n = sn;
+	t.f = p->f;
+	t.fn = fn;
+	t.runs = p->runs;
+	t.nruns = p->nruns;
+	t.hits = p->hits;
+	t.nhits = p->nhits;
+	t.pat_words = c->pat_words;
+	t.ctx = p;
+	for (i = 0; i < detector_count; i++)
+		detector_table[i].fn(&t);
+	/* custom words */
+	for (i = 0; i < p->nhits; i++) {
+		const struct dhit *h = &p->hits[i];
+
+		if (!(h->kind & LX_CUSTOM))
+			continue;
+		d_emit(&t, c->custom_types[h->custom], h->start, h->end,
+		    PRIO_LOW, 0, c->pats[h->pat].w, c->pats[h->pat].len);
+	}
+	run_regexes(p, c, &t);
+	resolve(p);
+}
+
+size_t
+scan_orig_offset(const struct scan *s, size_t norm_off)
+{
+	const struct spriv *p = s->priv;
+
+	return map_lookup(p->smap, p->nsmap, norm_off);
+}
+
+/* ------------------------------------------------------------------ */
+/* building                                                             */
+
+static void
+add_pattern(struct classifier *c, size_t *cap, const char *word,
+    uint32_t kind, uint32_t ids, int32_t custom)
+{
+	struct pattern *pt;
+	char *w = fold_string(word);
+	size_t len = strlen(w);
+
+	/* trailing '*' in a lexicon word marks a stem */
+	if (len > 0 && w[len - 1] == '*') {
+		w[--len] = '\0';
+		kind |= LX_STEM;
+	}
+	if (len == 0) {
+		free(w);
+		return;
+	}
+	if (c->npats == *cap) {
+		*cap = *cap ? *cap * 2 : 1024;
+		c->pats = xrealloc(c->pats, *cap * sizeof(*c->pats));
+	}
+	pt = &c->pats[c->npats++];
+	pt->w = w;
+	pt->len = (uint32_t)len;
+	pt->kind = kind;
+	pt->ids = ids;
+	pt->custom = custom;
+	pt->next = -1;
+}
+
+static int
+pat_cmp(const void *a, const void *b)
+{
+	const struct pattern *x = a, *y = b;
+	int r = strcmp(x->w, y->w);
+
+	if (r != 0)
+		return r;
+	return (x->custom > y->custom) - (x->custom < y->custom);
+}
+
+/* Merge built-in duplicates (the same word in two lists): one pattern with
+ * the union of kinds. Custom words stay separate so each detector counts. */
+static void
+merge_patterns(struct classifier *c)
+{
+	size_t i, o = 0;
+
+	if (c->npats == 0)
+		return;
+	qsort(c->pats, c->npats, sizeof(*c->pats), pat_cmp);
+	for (i = 0; i < c->npats; i++) {
+		if (o > 0 && c->pats[i].custom < 0 &&
+		    c->pats[o - 1].custom < 0 &&
+		    (c->pats[o - 1].kind & LX_FLAGS) ==
+		    (c->pats[i].kind & LX_FLAGS) &&
+		    ((c->pats[i].kind & LX_MONTH) == 0 ||
+		    c->pats[o - 1].ids == c->pats[i].ids) &&
+		    strcmp(c->pats[o - 1].w, c->pats[i].w) == 0) {
+			c->pats[o - 1].kind |= c->pats[i].kind;
+			c->pats[o - 1].ids |= c->pats[i].ids;
+			free(c->pats[i].w);
+			continue;
+		}
+		c->pats[o++] = c->pats[i];
+	}
+	c->npats = o;
+}
+
+struct classifier *
+classifier_new(const struct custom_def *defs, size_t n, struct diags *d)
+{
+	struct classifier *c = xcalloc(1, sizeof(*c));
+	size_t cap = 0, i, w;
+	int bad = 0;
+
+	for (i = 0; i < lex_builtin_count + lex_health_count; i++) {
+		const struct lex_list *ll = i < lex_builtin_count ?
+		    &lex_builtin[i] : &lex_health[i - lex_builtin_count];
+		const char *w = ll->words, *bar;
+
+		for (;; w = bar + 1) {
+			char *one;
+
+			bar = strchr(w, '|');
+			one = xstrndup(w, bar ? (size_t)(bar - w) : strlen(w));
+			add_pattern(c, &cap, one, ll->kind, ll->ids, -1);
+			free(one);
+			if (bar == NULL)
+				break;
+		}
+	}
+	c->ncustom = n;
+	c->custom_types = xcalloc(n + 1, sizeof(*c->custom_types));
+	c->regex = xcalloc(n + 1, sizeof(*c->regex));
+	c->regex_jit = xcalloc(n + 1, sizeof(*c->regex_jit));
+	for (i = 0; i < n; i++) {
+		c->custom_types[i] = xasprintf("custom.%s", defs[i].name);
+		for (w = 0; w < defs[i].nwords; w++) {
+			if (defs[i].words[w] == NULL ||
+			    defs[i].words[w][0] == '\0') {
+				if (d != NULL)
+					diags_add(d, DIAG_ERROR, defs[i].file,
+					    defs[i].line, defs[i].col,
+					    "custom detector '%s': empty word "
+					    "%zu; remove it or give it text",
+					    defs[i].name, w + 1);
+				bad = 1;
+				continue;
+			}
+			add_pattern(c, &cap, defs[i].words[w], LX_CUSTOM, 0,
+			    (int32_t)i);
+		}
+		if (defs[i].regex != NULL) {
+			int err;
+			PCRE2_SIZE eoff;
+			pcre2_code *re = pcre2_compile(
+			    (PCRE2_SPTR)defs[i].regex, PCRE2_ZERO_TERMINATED,
+			    PCRE2_UTF | PCRE2_NEVER_BACKSLASH_C, &err, &eoff,
+			    NULL);
+
+			if (re == NULL) {
+				PCRE2_UCHAR msg[256];
+
+				pcre2_get_error_message(err, msg, sizeof(msg));
+				if (d != NULL)
+					diags_add(d, DIAG_ERROR, defs[i].file,
+					    defs[i].regex_line ?
+					    defs[i].regex_line : defs[i].line,
+					    defs[i].regex_line ?
+					    defs[i].regex_col : defs[i].col,
+					    "custom detector '%s': invalid "
+					    "regex at pattern offset %zu: %s",
+					    defs[i].name, (size_t)eoff,
+					    (const char *)msg);
+				bad = 1;
+				continue;
+			}
+			c->regex_jit[i] = pcre2_jit_compile(re,
+			    PCRE2_JIT_COMPLETE) == 0;
+			c->regex[i] = re;
+		}
+	}
+	if (bad)
+		goto fail;
+	merge_patterns(c);
+	if (ac_build(c) < 0) {
+		if (d != NULL)
+			diags_add(d, DIAG_ERROR, NULL, 0, 0,
+			    "classifier: too many distinct characters in "
+			    "custom words");
+		goto fail;
+	}
+	c->pat_words = xcalloc(c->npats + 1, sizeof(*c->pat_words));
+	for (i = 0; i < c->npats; i++)
+		c->pat_words[i] = c->pats[i].w;
+	return c;
+fail:
+	classifier_free(c);
+	return NULL;
+}
+
+void
+classifier_free(struct classifier *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	ac_free(&c->ac);
+	for (i = 0; i < c->npats; i++)
+		free(c->pats[i].w);
+	free(c->pats);
+	free(c->pat_words);
+	for (i = 0; i < c->ncustom; i++) {
+		free(c->custom_types[i]);
+		pcre2_code_free(c->regex[i]);
+	}
+	free(c->custom_types);
+	free(c->regex);
+	free(c->regex_jit);
+	free(c);
+}

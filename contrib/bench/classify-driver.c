@@ -1,0 +1,104 @@
+/*
+ * classify-driver.c - standalone `classify --jsonl` for scoring and
+ * benchmarking the classifier before (and independently of) src/cli.c.
+ * Reads JSONL records {"id", "endpoint", "body"} and prints
+ * {"id": ..., "findings": {...}} per line. Built by classify-bench.sh,
+ * not part of the default build.
+ *
+ *   classify-driver [-q] [-n REPEAT] FILE|-
+ *   -q: print nothing (timing only); -n: classify every body N times.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <jansson.h>
+
+#include "classify.h"
+#include "extract.h"
+
+int
+main(int argc, char **argv)
+{
+	FILE *in = stdin;
+	char *line = NULL, err[256];
+	size_t cap = 0;
+	ssize_t n;
+	int quiet = 0, repeat = 1, i;
+	struct classifier *c = classifier_new(NULL, 0, NULL);
+	struct scan *s = scan_new();
+	double t_class = 0;
+	size_t bytes = 0, texts = 0;
+	struct timespec a, b;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-q") == 0)
+			quiet = 1;
+		else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
+			repeat = atoi(argv[++i]);
+		else if (strcmp(argv[i], "-") != 0 &&
+		    (in = fopen(argv[i], "r")) == NULL) {
+			perror(argv[i]);
+			return 2;
+		}
+	}
+	if (c == NULL)
+		return 2;
+	while ((n = getline(&line, &cap, in)) > 0) {
+		json_error_t e;
+		json_t *rec = json_loadb(line, (size_t)n, 0, &e), *body, *ep;
+		const char *id;
+		enum endpoint endp;
+		int r;
+
+		if (rec == NULL)
+			continue;
+		id = json_string_value(json_object_get(rec, "id"));
+		ep = json_object_get(rec, "endpoint");
+		endp = json_is_string(ep) ?
+		    endpoint_from_path(json_string_value(ep)) : EP_CHAT;
+		body = json_object_get(rec, "body");
+		if (!json_is_string(body)) {
+			json_decref(rec);
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		for (r = 0; r < repeat; r++) {
+			json_t *root = request_parse(json_string_value(body),
+			    json_string_length(body), 64, err, sizeof(err));
+
+			scan_reset(s);
+			if (root != NULL) {
+				if (classify_request(c, s, root, endp, err,
+				    sizeof(err)) < 0)
+					err[0] = err[0];
+				json_decref(root);
+			}
+			bytes += json_string_length(body);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		t_class += (double)(b.tv_sec - a.tv_sec) +
+		    (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+		texts++;
+		if (!quiet) {
+			char *f = scan_findings_json(s);
+			json_t *o = json_pack("{s:s?}", "id", id);
+			char *ids = json_dumps(o, JSON_COMPACT);
+
+			/* {"id":"x"} -> {"id":"x","findings":{...}} */
+			ids[strlen(ids) - 1] = '\0';
+			printf("%s,\"findings\":%s}\n", ids, f);
+			free(ids);
+			free(f);
+			json_decref(o);
+		}
+		json_decref(rec);
+	}
+	fprintf(stderr, "records %zu, body bytes %zu, parse+classify %.3f s, "
+	    "%.1f MB/s\n", texts, bytes, t_class,
+	    t_class > 0 ? bytes / t_class / 1e6 : 0.0);
+	free(line);
+	scan_free(s);
+	classifier_free(c);
+	return 0;
+}
