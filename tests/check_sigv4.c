@@ -277,6 +277,30 @@ START_TEST(test_bedrock_double_encoding)
 }
 END_TEST
 
+/* The per-thread signing-key cache never serves a key for another
+ * secret, day, region or service. */
+START_TEST(test_key_cache)
+{
+	const char *sts = "AWS4-HMAC-SHA256\n" DATE "\nx";
+	char a[65], b[65], c[65], d[65], e[65], a2[65];
+
+	sigv4_signature(SK, DATE, "us-east-1", "service", sts, a);
+	sigv4_signature("other-secret", DATE, "us-east-1", "service", sts, b);
+	sigv4_signature(SK, "20150831T000000Z", "us-east-1", "service", sts, c);
+	sigv4_signature(SK, DATE, "eu-west-3", "service", sts, d);
+	sigv4_signature(SK, DATE, "us-east-1", "bedrock", sts, e);
+	sigv4_signature(SK, DATE, "us-east-1", "service", sts, a2);
+	ck_assert_str_eq(a, a2);
+	ck_assert_str_ne(a, b);
+	ck_assert_str_ne(a, c);
+	ck_assert_str_ne(a, d);
+	ck_assert_str_ne(a, e);
+	/* A secret sharing a prefix with the cached one is another key. */
+	sigv4_signature(SK "X", DATE, "us-east-1", "service", sts, b);
+	ck_assert_str_ne(a, b);
+}
+END_TEST
+
 START_TEST(test_amz_date)
 {
 	char d[17];
@@ -311,6 +335,7 @@ main(void)
 	tcase_add_test(tc, test_session_token);
 	tcase_add_test(tc, test_bedrock_double_encoding);
 	tcase_add_test(tc, test_amz_date);
+	tcase_add_test(tc, test_key_cache);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
