@@ -572,6 +572,8 @@ ends_token(const struct dtext *t, size_t e)
 #define CTX_ANY	(LX_IDCTX | LX_NEGCTX | LX_PHONECTX | LX_CARDCTX | \
 	LX_IBANCTX | LX_DOB)
 
+static uint32_t nearest_kinds(const struct dtext *t, size_t pos, size_t win);
+
 /* The identifier types that the context right before pos supports:
  * specific words within 48 bytes, generic ones ("Nummer:", "ID:") within
  * 14. Returns 0 when the nearest word names something else. */
@@ -584,6 +586,8 @@ id_context(const struct dtext *t, size_t pos, int *specific)
 
 	*specific = 0;
 	if (h == NULL || !(h->kind & LX_IDCTX))
+		return 0;
+	if ((nearest_kinds(t, pos, 48) & LX_PHONECTX) && h->ids == NID_ALL)
 		return 0;
 	/* every hit ending where the nearest one ends */
 	for (k = (size_t)(h - t->hits) + 1; k-- > 0;) {
@@ -611,6 +615,34 @@ id_context(const struct dtext *t, size_t pos, int *specific)
 		}
 	}
 	return ids;
+}
+
+/* Union of the kinds of every hit ending where the nearest context word
+ * before pos ends ("Mobiel nummer": a phone word and a generic one). */
+static uint32_t
+nearest_kinds(const struct dtext *t, size_t pos, size_t win)
+{
+	const struct dhit *h = d_ctx_before(t, pos, win, CTX_ANY);
+	uint32_t k = 0;
+	size_t i;
+
+	if (h == NULL)
+		return 0;
+	for (i = (size_t)(h - t->hits) + 1; i-- > 0 && t->hits[i].end == h->end;)
+		k |= t->hits[i].kind;
+	for (i = (size_t)(h - t->hits) + 1; i < t->nhits &&
+	    t->hits[i].end == h->end; i++)
+		k |= t->hits[i].kind;
+	/* a phone word a little further back still names the number when
+	 * the nearest word is only "number" */
+	if (!(k & LX_PHONECTX) && (k & LX_IDCTX) &&
+	    d_ctx_before(t, pos, win, LX_PHONECTX) != NULL) {
+		const struct dhit *p = d_ctx_before(t, pos, win, LX_PHONECTX);
+
+		if (h->start <= p->end + 2 && h->ids == NID_ALL)
+			k |= LX_PHONECTX;
+	}
+	return k;
 }
 
 static int
@@ -912,6 +944,32 @@ nino_at(const struct dtext *t, size_t p, size_t *endp, char v[9])
 	return 1;
 }
 
+/* "1 61 05 2A 286 189 78": a NIR for Corsica, written in groups. */
+static int
+nir_spaced_at(const struct dtext *t, size_t p, size_t *endp, char v[15])
+{
+	const char *s = t->s;
+	size_t i = p, k = 0;
+
+	while (i < t->n && k < 15) {
+		int c = (unsigned char)s[i];
+
+		if (isdig(c) || (k == 6 && (toup(c) == 'A' || toup(c) == 'B'))) {
+			v[k++] = (char)toup(c);
+			i++;
+		} else if ((c == ' ' || c == '.' || c == '-') && k > 0 &&
+		    i + 1 < t->n && isaln(s[i + 1])) {
+			i++;
+		} else {
+			break;
+		}
+	}
+	if (k != 15 || (i < t->n && iswordb((unsigned char)s[i])))
+		return 0;
+	*endp = i;
+	return isalph(v[6]) && fr_nir_valid(v, 15);
+}
+
 static void
 det_nid_alpha(const struct dtext *t)
 {
@@ -984,6 +1042,12 @@ det_nid_alpha(const struct dtext *t)
 				continue;
 			}
 		}
+		if (rl == 1 && seq_start(t, r) && nir_spaced_at(t, a, &e, v)) {
+			D_EMIT(t, nid_type_names[NID_FR_NIR], a, e, PRIO_NID,
+			    v, 15);
+			last_end = e;
+			continue;
+		}
 		/* tokens of 15 (NIR with 2A/2B) and 16 (codice fiscale) */
 		token_bounds(t, a, b, &ta, &tb);
 		if (ta == last_tok)
@@ -1027,7 +1091,8 @@ det_phone(const struct dtext *t)
 		size_t a = t->runs[r].start, i, e, nsep = 0, lastd;
 		int plus = 0, nd = 0, ok = 0, paren = 0, slash = 0;
 		char v[24];
-		const struct dhit *h;
+		const struct dhit *h, dummy = {0, 0, 0, 0, 0, 0};
+		uint32_t kinds;
 
 		if (a < last_end || !seq_start(t, r))
 			continue;
@@ -1079,11 +1144,11 @@ det_phone(const struct dtext *t)
 			continue;
 		if (plus)
 			v[0] = '+';
-		h = d_ctx_before(t, plus ? a - 1 : a, 40, CTX_ANY);
-		if (h != NULL && !(h->kind & LX_PHONECTX) &&
-		    (h->kind & (LX_NEGCTX | LX_IDCTX | LX_CARDCTX |
-		    LX_IBANCTX)))
+		kinds = nearest_kinds(t, plus ? a - 1 : a, 40);
+		if (!(kinds & LX_PHONECTX) && (kinds & (LX_NEGCTX |
+		    (plus ? 0 : LX_IDCTX | LX_CARDCTX | LX_IBANCTX))))
 			continue;
+		h = (kinds & LX_PHONECTX) ? &dummy : NULL;
 		if (plus) {
 			ok = nd >= 8 && nd <= 15 && s[a] != '0';
 		} else if (s[a] == '0' && s[a + 1] == '0') {
