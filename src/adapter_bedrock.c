@@ -503,6 +503,7 @@ struct bst {
 	struct es_decoder *dec;
 	struct evbuffer *out;	/* during resp_body */
 	char *error_type;	/* x-amzn-ErrorType */
+	char *text_prefix;	/* a text chunk's SSE line up to the text */
 	/* stream state */
 	int started, stopped, final_sent, failed;
 	const char *finish;
@@ -553,6 +554,23 @@ bedrock_resp_new(const struct fwd_ctx *c, int status,
 	else {
 		uuid_v4(uuid);
 		snprintf(st->id, sizeof(st->id), "chatcmpl-%s", uuid);
+	}
+	{
+		/* Text deltas are one per token: their line is written
+		 * directly around the escaped text, not packed and dumped. */
+		json_t *idj = json_string(st->id), *mj = json_string(st->model);
+		char *ids = json_dumps(idj, JSON_ENCODE_ANY);
+		char *ms = json_dumps(mj, JSON_ENCODE_ANY);
+
+		st->text_prefix = xasprintf("data: {\"id\":%s,\"object\":"
+		    "\"chat.completion.chunk\",\"created\":%lld,\"model\":%s,"
+		    "\"choices\":[{\"index\":0,\"delta\":{\"content\":",
+		    ids ? ids : "\"\"", (long long)st->created,
+		    ms ? ms : "\"\"");
+		free(ids);
+		free(ms);
+		json_decref(idj);
+		json_decref(mj);
 	}
 	if (et) {
 		size_t n = strcspn(et, ":");
@@ -632,6 +650,60 @@ emit_final(struct bst *st)
 	st->final_sent = 1;
 }
 
+/* A JSON string literal of valid UTF-8 (what jansson hands out). */
+static void
+add_json_string(struct evbuffer *out, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, run = 0;
+
+	evbuffer_add(out, "\"", 1);
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[6];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		evbuffer_add(out, s + run, i - run);
+		run = i + 1;
+		esc[0] = '\\';
+		switch (c) {
+		case '"': case '\\':
+			esc[1] = (char)c;
+			evbuffer_add(out, esc, 2);
+			break;
+		case '\n':
+			evbuffer_add(out, "\\n", 2);
+			break;
+		case '\r':
+			evbuffer_add(out, "\\r", 2);
+			break;
+		case '\t':
+			evbuffer_add(out, "\\t", 2);
+			break;
+		default:
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			evbuffer_add(out, esc, 6);
+		}
+	}
+	evbuffer_add(out, s + run, n - run);
+	evbuffer_add(out, "\"", 1);
+}
+
+static void
+emit_text(struct bst *st, const json_t *t)
+{
+	static const char tail[] = "},\"finish_reason\":null}]}\n\n";
+
+	evbuffer_add(st->out, st->text_prefix, strlen(st->text_prefix));
+	add_json_string(st->out, json_string_value(t), json_string_length(t));
+	evbuffer_add(st->out, tail, sizeof(tail) - 1);
+}
+
 static void
 start_if_needed(struct bst *st)
 {
@@ -689,7 +761,8 @@ on_event(void *arg, const struct es_message *m)
 		return -1;
 	}
 	et = es_header_str(m, ":event-type");
-	o = json_loadb((const char *)m->payload, m->payload_len, 0, NULL);
+	o = json_loadb((const char *)m->payload, m->payload_len,
+	    JSON_ALLOW_NUL, NULL);
 	if (et == NULL || !json_is_object(o)) {
 		snprintf(st->errmsg, sizeof(st->errmsg), "Bedrock sent a "
 		    "malformed event");
@@ -726,8 +799,7 @@ on_event(void *arg, const struct es_message *m)
 
 		start_if_needed(st);
 		if (json_is_string(t)) {
-			emit_chunk(st, json_pack("{s:O}", "content", t), NULL,
-			    NULL);
+			emit_text(st, t);
 		} else if (json_is_object(tu)) {
 			int ti = tool_index(st, bi, 1);
 			const char *in = str_of(tu, "input");
@@ -982,6 +1054,7 @@ bedrock_resp_free(void *arg)
 	es_decoder_free(st->dec);
 	free(st->tool_of_block);
 	free(st->error_type);
+	free(st->text_prefix);
 	free(st->model);
 	free(st);
 }

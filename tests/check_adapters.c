@@ -190,7 +190,8 @@ sse_events(const char *s, int *done, int *errors)
 		if (strncmp(p, "[DONE]", 6) == 0) {
 			*done = 1;
 		} else {
-			json_t *o = json_loadb(p, (size_t)(e - p), 0, NULL);
+			json_t *o = json_loadb(p, (size_t)(e - p), JSON_ALLOW_NUL,
+			    NULL);
 
 			ck_assert_msg(o != NULL, "bad SSE data: %.*s",
 			    (int)(e - p), p);
@@ -791,12 +792,13 @@ START_TEST(test_bedrock_stream_tool_use)
 	json_t *req = J("{\"model\":\"m\",\"stream\":true,\"messages\":[]}");
 	json_t *ev;
 	size_t i;
-	int done, errors, saw_id = 0;
+	int done, errors, saw_id = 0, saw_text = 0;
 	const char *fin = NULL;
 
 	frame(s, "messageStart", "{\"role\":\"assistant\"}");
+	/* Text that needs escaping on its way into the SSE line. */
 	frame(s, "contentBlockDelta", "{\"contentBlockIndex\":0,\"delta\":"
-	    "{\"text\":\"Sure.\"}}");
+	    "{\"text\":\"Sure: \\\"q\\\" \\\\ \\n\\t\\u0001\\u0000 \\u00e9\\u20ac\"}}");
 	frame(s, "contentBlockStop", "{\"contentBlockIndex\":0}");
 	frame(s, "contentBlockStart", "{\"contentBlockIndex\":1,\"start\":"
 	    "{\"toolUse\":{\"toolUseId\":\"tu_1\",\"name\":\"lookup\"}}}");
@@ -820,6 +822,17 @@ START_TEST(test_bedrock_stream_tool_use)
 		json_t *tc = json_array_get(json_object_get(json_object_get(ch,
 		    "delta"), "tool_calls"), 0);
 
+		if (json_is_string(json_object_get(json_object_get(ch,
+		    "delta"), "content")) && !json_object_get(json_object_get(
+		    ch, "delta"), "role")) {
+			json_t *t = json_object_get(json_object_get(ch,
+			    "delta"), "content");
+
+			ck_assert_uint_eq(json_string_length(t), 22);
+			ck_assert(memcmp(json_string_value(t),
+			    "Sure: \"q\" \\ \n\t\x01\0 \xc3\xa9\xe2\x82\xac", 22) == 0);
+			saw_text = 1;
+		}
 		if (json_string_value(json_object_get(ch, "finish_reason")))
 			fin = json_string_value(json_object_get(ch,
 			    "finish_reason"));
@@ -845,6 +858,7 @@ START_TEST(test_bedrock_stream_tool_use)
 	}
 	evbuffer_add(args, "", 1);
 	ck_assert_int_eq(saw_id, 1);
+	ck_assert_int_eq(saw_text, 1);
 	ck_assert_str_eq((char *)evbuffer_pullup(args, -1), "{\"order\":42}");
 	ck_assert_str_eq(fin, "tool_calls");
 	json_decref(ev);
