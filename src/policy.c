@@ -498,6 +498,7 @@ load_findings(struct loader *L, const struct ynode *m)
 		p->findings[p->nfindings].level = lvl;
 		p->findings[p->nfindings].line = k->line;
 		p->findings[p->nfindings].col = k->col;
+		p->findings[p->nfindings].file = file_of(L, k->file);
 		p->nfindings++;
 	}
 }

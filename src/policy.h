@@ -19,6 +19,7 @@ struct finding_rule {
 	char *type;		/* full type or category */
 	int level;		/* index in levels, or LEVEL_DENY */
 	int line, col;
+	const char *file;	/* one of policy->files */
 };
 
 struct bulk_rule {
