@@ -171,9 +171,29 @@ out:
 	return rc;
 }
 
+/* The answer passes through; a 401 means the cached token was revoked
+ * or the key rotated, so it is dropped and the next request fetches a
+ * fresh one. Returns no state (nothing to translate). */
+static void *
+vertex_resp_new(const struct fwd_ctx *c, int status,
+    const struct http_head *up)
+{
+	struct gauth *g;
+
+	(void)up;
+	if (status == 401 && c->b->auth.type == AUTH_GSA &&
+	    (g = gauth_for(c->b)) != NULL) {
+		gauth_invalidate(g);
+		log_warn("backend %s refused its OAuth token (401); a new one "
+		    "will be fetched", c->b->name);
+	}
+	return NULL;
+}
+
 const struct adapter adapter_vertex = {
 	.kind = "vertex",
 	.prepare = vertex_prepare,
 	.cancel = vertex_cancel,
 	.build = build_vertex,
+	.resp_new = vertex_resp_new,
 };

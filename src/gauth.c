@@ -629,7 +629,6 @@ refresh_main(void *arg)
 	    sizeof(err)) == 0)
 		ok = 1;
 	wipe_free(json);
-	free(path);
 	free(ca);
 
 	pthread_mutex_lock(&g_mu);
@@ -650,9 +649,10 @@ refresh_main(void *arg)
 	} else {
 		g->fail_until = mono_ms() + GAUTH_FAIL_HOLD_MS;
 		snprintf(g->last_err, sizeof(g->last_err), "%s", err);
-		log_warn("google-service-account token refresh failed: %s",
-		    err);
+		log_warn("google-service-account token refresh for %s failed: "
+		    "%s", path ? path : "inline credentials", err);
 	}
+	free(path);
 	g->refreshing = 0;
 	list = g->waiters;
 	g->waiters = NULL;

@@ -1187,8 +1187,17 @@ START_TEST(test_vertex_service_account)
 	built_free(&r);
 	ck_assert_int_eq(srv.hits, 1);
 
-	/* A cancelled wait is never called back. */
-	gauth_invalidate(gauth_for(&b));
+	/* A 401 from Vertex drops the cached token (the answer itself
+	 * passes through: no state). Then a cancelled wait is never called
+	 * back. */
+	{
+		struct http_head up;
+
+		http_head_init(&up, 0);
+		ck_assert_ptr_null(adapter_vertex.resp_new(&c, 401, &up));
+		http_head_clear(&up);
+	}
+	ck_assert_ptr_null(gauth_token(gauth_for(&b)));
 	memset(&r3, 0, sizeof(r3));
 	r3.base = env.base;
 	ck_assert_int_eq(adapter_vertex.prepare(&c, &env, on_ready, &r3, &h3,
