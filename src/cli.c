@@ -233,16 +233,21 @@ lint_unmentioned(const struct policy *p, struct diags *d)
 		}
 		if (n == 0)
 			continue;
-		if (n == total)
+		if (n == total && total == 1 && t[cl] == '\0')
 			diags_add(d, DIAG_WARNING, file, line, col, "finding "
-			    "category '%.*s' is never named in classify.findings "
-			    "or bulk, so %s raise%s nothing; add e.g. '%.*s: "
-			    "%s'", (int)cl, t, list, n == 1 ? "s" : "",
-			    (int)cl, t, p->levels[p->nlevels > 1 ? 1 : 0]);
+			    "type '%s' is never named in classify.findings or "
+			    "bulk: it raises nothing; add e.g. '%s: %s'", t, t,
+			    p->levels[p->nlevels > 1 ? 1 : 0]);
+		else if (n == total)
+			diags_add(d, DIAG_WARNING, file, line, col, "finding "
+			    "category '%.*s' (%s) is never named in "
+			    "classify.findings or bulk: its types raise nothing; "
+			    "add e.g. '%.*s: %s'", (int)cl, t, list, (int)cl, t,
+			    p->levels[p->nlevels > 1 ? 1 : 0]);
 		else
 			diags_add(d, DIAG_WARNING, file, line, col, "finding "
 			    "type%s %s %s named neither by type nor by category "
-			    "'%.*s', so %s nothing", n == 1 ? "" : "s", list,
+			    "'%.*s': %s nothing", n == 1 ? "" : "s", list,
 			    n == 1 ? "is" : "are", (int)cl, t, n == 1 ?
 			    "it raises" : "they raise");
 	}
@@ -308,8 +313,21 @@ cmd_check(const char *config_path, int argc, char **argv)
 	load_all(config_path, NULL, &L, d);
 	if (L.cfg)
 		lint_key_file(L.cfg, d);
-	if (L.pol)
+	if (L.pol) {
 		lint_policy(L.cfg, L.pol, d);
+	} else if (L.cfg) {
+		/* The policy has errors: still lint what can be read of it,
+		 * so the officer sees every problem in one run. Its load
+		 * problems are already in d. */
+		struct diags *scratch = diags_new();
+		struct policy *pp = policy_load_partial(L.cfg->policy_path,
+		    L.bs, scratch);
+
+		if (pp)
+			lint_policy(L.cfg, pp, d);
+		policy_free(pp);
+		diags_free(scratch);
+	}
 	if (L.shadow)
 		lint_policy(L.cfg, L.shadow, d);
 	diags_print(d, stdout);
@@ -350,7 +368,7 @@ struct classify_ctx {
  * error object was printed instead). */
 static int
 classify_one(struct classify_ctx *C, const char *id_json, const char *body,
-    size_t len)
+    size_t len, const char *endpoint)
 {
 	char err[256];
 	json_t *root, *m;
@@ -362,7 +380,10 @@ classify_one(struct classify_ctx *C, const char *id_json, const char *body,
 	root = request_parse(body, len, C->max_depth, err, sizeof(err));
 	if (root == NULL)
 		goto bad;
-	ep = guess_endpoint(root);
+	/* the endpoint a JSONL record names wins over the body's shape */
+	ep = endpoint ? endpoint_from_path(endpoint) : EP_UNKNOWN;
+	if (ep == EP_UNKNOWN)
+		ep = guess_endpoint(root);
 	scan_reset(C->scan);
 	if (classify_request(C->L.clf, C->scan, root, ep, err,
 	    sizeof(err)) < 0) {
@@ -422,7 +443,7 @@ classify_jsonl(struct classify_ctx *C, FILE *in)
 
 	while ((n = getline(&line, &cap, in)) >= 0) {
 		json_error_t je;
-		json_t *o, *id, *body;
+		json_t *o, *id, *body, *epn;
 		char *id_json = NULL;
 
 		lineno++;
@@ -442,13 +463,15 @@ classify_jsonl(struct classify_ctx *C, FILE *in)
 		if (id != NULL)
 			id_json = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
 		body = json_object_get(o, "body");
+		epn = json_object_get(o, "endpoint");
 		if (!json_is_string(body)) {
 			fprintf(C->out, "{\"id\":%s,\"error\":\"line %lu has no "
 			    "\\\"body\\\" string\"}\n", id_json ? id_json :
 			    "null", lineno);
 			bad = 1;
 		} else if (classify_one(C, id_json ? id_json : "null",
-		    json_string_value(body), json_string_length(body)) < 0) {
+		    json_string_value(body), json_string_length(body),
+		    json_is_string(epn) ? json_string_value(epn) : NULL) < 0) {
 			bad = 1;
 		}
 		free(id_json);
@@ -541,7 +564,7 @@ cmd_classify(const char *config_path, int argc, char **argv)
 			rc = 2;
 			goto out;
 		}
-		bad = classify_one(&C, "null", body, len) < 0;
+		bad = classify_one(&C, "null", body, len, NULL) < 0;
 		free(body);
 	}
 	/* Inputs that could not be classified were reported in place (an

@@ -1222,9 +1222,26 @@ load_doc(struct loader *L, const struct ynode *root)
 	load_tests(L, ynode_get(root, "tests"));
 }
 
+static struct policy *load(const char *path, const struct backend_set *bs,
+    struct diags *d, int keep);
+
 struct policy *
 policy_load(const char *path, const struct backend_set *bs,
     struct diags *d)
+{
+	return load(path, bs, d, 0);
+}
+
+struct policy *
+policy_load_partial(const char *path, const struct backend_set *bs,
+    struct diags *d)
+{
+	return load(path, bs, d, 1);
+}
+
+static struct policy *
+load(const char *path, const struct backend_set *bs, struct diags *d,
+    int keep)
 {
 	static const char *const known[] = { "name", "description", "levels",
 		"classify", "clients", "routes", "tests", NULL };
@@ -1349,7 +1366,7 @@ policy_load(const char *path, const struct backend_set *bs,
 	p->test_model = pick_test_model(p, bs);
 	expand_tests(p);
 
-	if (d->nerrors > errs0)
+	if (d->nerrors > errs0 && !keep)
 		goto fail;
 	for (i = 0; i < nf; i++)
 		ydoc_free(docs[i]);

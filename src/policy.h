@@ -162,6 +162,11 @@ const char *verdict_name(enum verdict v);
 char *decision_candidates_json(const struct decision *d);
 
 /* ---- additions ---- */
+/* Like policy_load, but returns what could be loaded despite errors (NULL
+ * only when the files cannot be read or parsed, or define no levels): for
+ * `check`, which lints a broken policy too. Never serve from it. */
+struct policy *policy_load_partial(const char *path,
+    const struct backend_set *bs, struct diags *d);
 /* 0 when b satisfies every key of r; else -1 and the first failure in
  * reason ("operator_country US not in [EU]"). */
 int requirement_check(const struct requirement *r, const struct backend *b,
