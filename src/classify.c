@@ -576,7 +576,8 @@ resolve(struct spriv *p)
 	for (i = 0; i < p->ncands; i++)
 		if (c[i].prio >= 0 || !c[i].excl)
 			commit(p, &c[i]), kept++;
-	memset(c, 0, p->ncands * sizeof(*c));
+	if (p->ncands > 0)
+		memset(c, 0, p->ncands * sizeof(*c));
 	p->ncands = 0;
 }
 

@@ -1522,18 +1522,31 @@ overlaps_neg(const struct dtext *t, size_t k)
 static void
 det_lexicon(const struct dtext *t)
 {
-	size_t k;
+	size_t k, j;
 
 	for (k = 0; k < t->nhits; k++) {
 		const struct dhit *h = &t->hits[k];
 		const char *w = t->pat_words[h->pat];
 
-		if ((h->kind & LX_HEALTH) && !overlaps_neg(t, k))
-			d_emit(t, "health", h->start, h->end, PRIO_LOW, 0, w,
-			    strlen(w));
+		if ((h->kind & LX_HEALTH) && !overlaps_neg(t, k)) {
+			int named = 0;
+
+			/* "diagnosed with X": X is the finding, the cue only
+			 * counts when it names nothing we know */
+			if (h->kind & LX_CUE)
+				for (j = k >= 8 ? k - 8 : 0; j < t->nhits &&
+				    t->hits[j].start < h->end + 48; j++)
+					if ((t->hits[j].kind & LX_HEALTH) &&
+					    !(t->hits[j].kind & LX_CUE) &&
+					    t->hits[j].end + 48 > h->start)
+						named = 1;
+			if (!named)
+				d_emit(t, "health", h->start, h->end, PRIO_LOW,
+				    1, w, strlen(w));
+		}
 		if (h->kind & LX_MARKING)
-			d_emit(t, "marking", h->start, h->end, PRIO_LOW, 0, w,
-			    strlen(w));
+			d_emit(t, "marking", h->start, h->end, PRIO_LOW + 1, 1,
+			    w, strlen(w));
 	}
 }
 

@@ -32,6 +32,8 @@ enum {
 	LX_IBANCTX	= 1u << 11,	/* "IBAN" */
 	LX_CRED		= 1u << 12,	/* credential prefix trigger ("akia") */
 	LX_MONTH	= 1u << 13,	/* month name; ids = month number */
+	LX_CUE		= 1u << 15,	/* health cue ("diagnosed with"): counts
+					 * only when no named condition follows */
 	/* match flags */
 	LX_STEM		= 1u << 16,	/* letters may follow (inflections) */
 	LX_UPPER	= 1u << 17,	/* must be upper case in the text */

@@ -81,6 +81,9 @@ const struct lex_list lex_health[] = {
 	 "mpox|monkeypox|variole|pocken|vaiolo|viruela|pokken|smallpox",
 	 LX_HEALTH, 0},
 	{"AIDS", LX_HEALTH | LX_UPPER, 0},
+	/* cues: health data even when the condition is not in the lexicon */
+	{"diagnosed with|was diagnosed|has been diagnosed|diagnostiqué avec|diagnostiquée avec|a été diagnostiqué|a été diagnostiquée|atteint de|atteinte de|diagnostiziert|wurde diagnostiziert|leidet an|erkrankt an|diagnosticato|diagnosticata|è stata diagnosticata|è stato diagnosticato|affetto da|affetta da|diagnosticado con|diagnosticada con|le diagnosticaron|padece|padece de|gediagnosticeerd|lijdt aan",
+	 LX_HEALTH | LX_CUE, 0},
 
 	/* ---- English ---- */
 	{"cancer|cancers|breast cancer|lung cancer|prostate cancer|"
@@ -130,7 +133,7 @@ const struct lex_list lex_health[] = {
 	 "metabolic syndrome|malnutrition|vitamin deficiency|"
 	 "chronic fatigue syndrome|long-term illness|terminal illness|"
 	 "palliative care|hospice|disability|wheelchair user|"
-	 "diagnosed with|was diagnosed|has been diagnosed|"
+	 ""
 	 "medical history|medical record|medical condition|"
 	 "health condition|chronic condition|prescribed|prescription|"
 	 "surgery|operation on|heart surgery|bypass surgery|transplant|"
@@ -186,8 +189,8 @@ const struct lex_list lex_health[] = {
 	 "syndrome de fatigue chronique|maladie chronique|"
 	 "affection de longue durée|maladie grave|soins palliatifs|"
 	 "handicap|handicapé|handicapée|fauteuil roulant|"
-	 "diagnostiqué avec|diagnostiquée avec|a été diagnostiqué|"
-	 "a été diagnostiquée|atteint de|atteinte de|"
+	 ""
+	 ""
 	 "antécédents médicaux|dossier médical|état de santé|"
 	 "prescrit|prescrite|chirurgie|pontage|"
 	 "transplantation|greffe de rein|mastectomie|hystérectomie|"
@@ -241,7 +244,7 @@ const struct lex_list lex_health[] = {
 	 "vitaminmangel|chronisches erschöpfungssyndrom|chronische erkrankung|"
 	 "unheilbar|palliativ|palliativversorgung|hospiz|behinderung|"
 	 "schwerbehindert|schwerbehinderung|rollstuhl|rollstuhlfahrer|"
-	 "diagnostiziert|wurde diagnostiziert|leidet an|erkrankt an|"
+	 ""
 	 "krankengeschichte|patientenakte|krankenakte|gesundheitszustand|"
 	 "verschrieben|operiert|bypass-operation|"
 	 "transplantation|nierentransplantation|mastektomie|"
@@ -294,9 +297,9 @@ const struct lex_list lex_health[] = {
 	 "colesterolo alto|ipercolesterolemia|sindrome metabolica|"
 	 "malnutrizione|carenza di vitamine|sindrome da stanchezza cronica|"
 	 "malattia cronica|malato terminale|cure palliative|disabilità|"
-	 "disabile|invalidità|sedia a rotelle|diagnosticato|diagnosticata|"
-	 "è stata diagnosticata|è stato diagnosticato|affetto da|"
-	 "affetta da|anamnesi|cartella clinica|stato di salute|"
+	 "disabile|invalidità|sedia a rotelle|"
+	 ""
+	 "anamnesi|cartella clinica|stato di salute|"
 	 "prescritto|prescritta|intervento chirurgico|"
 	 "trapianto|trapianto di rene|mastectomia|isterectomia|"
 	 "appendicectomia|fisioterapia|riabilitazione|psicoterapia|"
@@ -346,8 +349,8 @@ const struct lex_list lex_health[] = {
 	 "síndrome metabólico|desnutrición|malnutrición|"
 	 "deficiencia de vitaminas|síndrome de fatiga crónica|"
 	 "enfermedad crónica|enfermo terminal|cuidados paliativos|"
-	 "discapacidad|discapacitado|silla de ruedas|diagnosticado con|"
-	 "diagnosticada con|le diagnosticaron|padece|padece de|"
+	 "discapacidad|discapacitado|silla de ruedas|"
+	 ""
 	 "historia clínica|historial médico|expediente médico|"
 	 "estado de salud|receta médica|recetado|cirugía|"
 	 "trasplante|trasplante de riñón|mastectomía|histerectomía|"
@@ -395,8 +398,8 @@ const struct lex_list lex_health[] = {
 	 "verhoogd cholesterol|hypercholesterolemie|ondervoeding|"
 	 "vitaminetekort|chronisch vermoeidheidssyndroom|chronische ziekte|"
 	 "terminaal ziek|palliatieve zorg|hospice|handicap|gehandicapt|"
-	 "invaliditeit|rolstoel|gediagnosticeerd|werd vastgesteld|"
-	 "vastgesteld bij|lijdt aan|medische geschiedenis|medisch dossier|"
+	 "invaliditeit|rolstoel|"
+	 "medische geschiedenis|medisch dossier|"
 	 "patiëntendossier|gezondheidstoestand|voorgeschreven|"
 	 "geopereerd|bypassoperatie|transplantatie|"
 	 "niertransplantatie|borstamputatie|baarmoederverwijdering|"
