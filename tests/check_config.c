@@ -15,6 +15,7 @@
 #include "backend.h"
 #include "config.h"
 #include "diag.h"
+#include "snapshot.h"
 #include "util.h"
 #include "yamltree.h"
 
@@ -75,6 +76,15 @@ has_diag(const struct diags *d, enum diag_severity sev, int line,
 		    (line <= 0 || d->v[i].line == line))
 			return 1;
 	return 0;
+}
+
+static const char *
+sub_path(const char *name)
+{
+	static char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	return path;
 }
 
 static void
@@ -739,6 +749,138 @@ START_TEST(test_endpoint_parse)
 }
 END_TEST
 
+
+/* ---- snapshots ---- */
+
+static void
+put_snapshot_fixture(const char *extra_config)
+{
+	char cfg[1024];
+
+	put("backends/a.yaml", "name: local\nkind: openai\n"
+	    "endpoint: http://127.0.0.1:9/v1\noperator: Us\n"
+	    "operator_country: FR\ndata_countries: [FR]\nhosting: self\n"
+	    "models: {m-two: x, m-one: y}\n");
+	put("backends/b.yaml", "name: other\nkind: openai\n"
+	    "endpoint: http://127.0.0.1:10\noperator: Us\n"
+	    "operator_country: FR\ndata_countries: [FR]\nhosting: self\n"
+	    "models: [m-one, m-three]\n");
+	put("policy/p.yaml", "name: snap\nlevels: [low, high]\n"
+	    "classify:\n  findings: {iban: high}\n"
+	    "  custom: [{name: x.y, words: [Zebra], level: high}]\n"
+	    "routes:\n  low: {prefer: [local, other]}\n"
+	    "  high: {prefer: [local]}\n");
+	snprintf(cfg, sizeof(cfg), "log: {database: db/d.db}\n%s",
+	    extra_config);
+	put("gw.yaml", cfg);
+}
+
+START_TEST(test_snapshot_load)
+{
+	struct diags *d = diags_new();
+	struct snapshot *s, *c;
+	struct stat st;
+	char key[512];
+	unsigned char k2[32];
+
+	mk_tmp();
+	put_snapshot_fixture("log: {database: db/d.db, fingerprint_key_file: "
+	    "fp.key}\n");
+	/* the fixture's config has log twice: a duplicate key, refused */
+	ck_assert_ptr_null(snapshot_load(sub_path("gw.yaml"), 0, d));
+	ck_assert(has_diag(d, DIAG_ERROR, 2, "duplicate key 'log'"));
+	diags_free(d);
+
+	d = diags_new();
+	put("gw.yaml", "log: {database: db/d.db, fingerprint_key_file: fp.key}\n"
+	    "clients: [{name: c, key_sha256: "
+	    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}]\n");
+	s = snapshot_load(sub_path("gw.yaml"), 1, d);
+	if (s == NULL)
+		diags_print(d, stderr);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(s->refcnt, 1);
+	ck_assert_uint_eq(s->backends->n, 2);
+	ck_assert_str_eq(s->policy->name, "snap");
+	ck_assert_ptr_nonnull(s->clf);
+	ck_assert_str_eq(s->models_json, "{\"object\":\"list\",\"data\":["
+	    "{\"id\":\"m-one\",\"object\":\"model\",\"owned_by\":\"sovgate\"},"
+	    "{\"id\":\"m-three\",\"object\":\"model\",\"owned_by\":\"sovgate\"},"
+	    "{\"id\":\"m-two\",\"object\":\"model\",\"owned_by\":\"sovgate\"}]}");
+	/* the key was created, 0600, and is what the snapshot holds */
+	ck_assert(s->has_fp_key);
+	snprintf(key, sizeof(key), "%s/fp.key", tmpdir);
+	ck_assert_int_eq(stat(key, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	ck_assert_int_eq(st.st_size, 32);
+	ck_assert_int_eq(fpkey_load(key, 0, k2, d), 0);
+	ck_assert_int_eq(memcmp(k2, s->fp_key, 32), 0);
+
+	/* current / install / refcounts */
+	ck_assert_ptr_null(snapshot_current());
+	snapshot_install(snapshot_ref(s));
+	ck_assert_int_eq(s->refcnt, 2);
+	c = snapshot_current();
+	ck_assert_ptr_eq(c, s);
+	ck_assert_int_eq(s->refcnt, 3);
+	snapshot_unref(c);
+	snapshot_unref(s);
+	ck_assert_int_eq(s->refcnt, 1);
+	/* a second load reuses the key: fingerprints stay comparable */
+	c = snapshot_load(sub_path("gw.yaml"), 1, d);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(memcmp(c->fp_key, k2, 32), 0);
+	ck_assert_uint_gt(c->generation, s->generation);
+	snapshot_install(c);	/* releases s */
+	snapshot_install(NULL);
+	snapshot_unref(NULL);
+	diags_free(d);
+	rm_tmp();
+}
+END_TEST
+
+START_TEST(test_snapshot_key_checks)
+{
+	struct diags *d = diags_new();
+	char key[512];
+	unsigned char k[32], k2[32];
+	FILE *f;
+
+	mk_tmp();
+	snprintf(key, sizeof(key), "%s/k", tmpdir);
+	f = fopen(key, "w");
+	fputs("0123456789abcdef0123456789abcdef0123456789abcdef\n", f);
+	fclose(f);
+	chmod(key, 0644);
+	ck_assert_int_eq(fpkey_load(key, 1, k, d), -1);
+	ck_assert(has_diag(d, DIAG_ERROR, 0, "chmod 600"));
+	chmod(key, 0600);
+	ck_assert_int_eq(fpkey_load(key, 1, k, d), 0);
+	/* longer than 32 bytes: condensed with SHA-256 */
+	sha256_raw("0123456789abcdef0123456789abcdef0123456789abcdef\n", 49, k2);
+	ck_assert_int_eq(memcmp(k, k2, 32), 0);
+	f = fopen(key, "w");
+	fputs("short", f);
+	fclose(f);
+	ck_assert_int_eq(fpkey_load(key, 1, k, d), -1);
+	ck_assert(has_diag(d, DIAG_ERROR, 0, "at least 32"));
+	snprintf(key, sizeof(key), "%s/none/k", tmpdir);
+	ck_assert_int_eq(fpkey_load(key, 1, k, d), -1);
+	ck_assert(has_diag(d, DIAG_ERROR, 0, "cannot create"));
+	diags_free(d);
+
+	/* a broken policy rejects the whole snapshot */
+	d = diags_new();
+	put_snapshot_fixture("");
+	put("policy/p.yaml", "name: snap\nlevels: [low]\n"
+	    "routes: {low: {prefer: [nobody]}}\n");
+	ck_assert_ptr_null(snapshot_load(sub_path("gw.yaml"), 0, d));
+	ck_assert(has_diag(d, DIAG_ERROR, 3, "unknown backend 'nobody'"));
+	diags_free(d);
+	rm_tmp();
+}
+END_TEST
+
 int
 main(void)
 {
@@ -765,6 +907,8 @@ main(void)
 	tcase_add_test(tb, test_backend_errors);
 	tcase_add_test(tb, test_regions);
 	tcase_add_test(tb, test_endpoint_parse);
+	tcase_add_test(tb, test_snapshot_load);
+	tcase_add_test(tb, test_snapshot_key_checks);
 	suite_add_tcase(s, ty);
 	suite_add_tcase(s, tc);
 	suite_add_tcase(s, tb);

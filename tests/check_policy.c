@@ -14,8 +14,11 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "classify.h"
+#include "cli.h"
 #include "diag.h"
 #include "policy.h"
+#include "snapshot.h"
 #include "util.h"
 
 static char tmpdir[256];
@@ -846,6 +849,63 @@ START_TEST(test_no_route)
 }
 END_TEST
 
+
+/* The shipped examples load without errors or warnings (credentials
+ * aside) and their tests pass against the shipped backends. */
+START_TEST(test_shipped_examples)
+{
+	static const char *const policies[] = { "hospital.yaml", "bank.yaml",
+		"public-agency.yaml" };
+	const char *src = getenv("SOVGATE_SRCDIR");
+	char path[1024];
+	struct diags *d = diags_new();
+	struct backend_set *sbs;
+	size_t i, j;
+
+	if (src == NULL || *src == '\0')
+		src = ".";
+	snprintf(path, sizeof(path), "%s/backends", src);
+	sbs = backends_load(path, d);
+	if (sbs == NULL)
+		diags_print(d, stderr);
+	ck_assert_ptr_nonnull(sbs);
+	ck_assert_uint_eq(sbs->n, 5);
+	for (j = 0; j < d->n; j++)
+		ck_assert_msg(strstr(d->v[j].msg, "credential missing"),
+		    "unexpected: %s", d->v[j].msg);
+	for (i = 0; i < ARRAY_LEN(policies); i++) {
+		struct diags *pd = diags_new();
+		struct policy *p;
+		struct classifier *clf;
+		int np, nf;
+		FILE *devnull = fopen("/dev/null", "w");
+
+		snprintf(path, sizeof(path), "%s/policy/%s", src, policies[i]);
+		p = policy_load(path, sbs, pd);
+		if (p == NULL || pd->n)
+			diags_print(pd, stderr);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_uint_eq(pd->n, 0);
+		ck_assert_uint_ge(p->ntests, 5);
+		clf = classifier_for(p, NULL, pd);
+		ck_assert_ptr_nonnull(clf);
+		policy_run_tests(p, sbs, clf, devnull ? devnull : stderr, &np,
+		    &nf);
+		if (nf)
+			policy_run_tests(p, sbs, clf, stderr, &np, &nf);
+		ck_assert_msg(nf == 0, "%s: %d tests failed", policies[i], nf);
+		ck_assert_int_eq((size_t)np, p->ntests);
+		if (devnull)
+			fclose(devnull);
+		classifier_free(clf);
+		policy_free(p);
+		diags_free(pd);
+	}
+	backends_free(sbs);
+	diags_free(d);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -873,6 +933,7 @@ main(void)
 	tcase_add_test(td, test_require_keys);
 	tcase_add_test(td, test_requirement_reasons);
 	tcase_add_test(td, test_no_route);
+	tcase_add_test(tl, test_shipped_examples);
 	suite_add_tcase(s, tl);
 	suite_add_tcase(s, td);
 	sr = srunner_create(s);
