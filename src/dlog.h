@@ -91,4 +91,55 @@ size_t dlog_queue_depth(struct dlog *l);
  * when rw. NULL and a message in err. */
 struct sqlite3 *dlog_open_db(const char *path, int rw, char *err, size_t errlen);
 
+/* ---- additions ---- */
+
+/* Outcomes and events dropped because their queue was full or their
+ * transaction failed (for metrics). */
+uint64_t dlog_dropped(struct dlog *l);
+/* Why the last write failed ("" when healthy), for /readyz and logs. */
+void dlog_last_error(struct dlog *l, char *out, size_t outlen);
+/* Transactions committed and rows written so far (tests, metrics). */
+void dlog_stats(struct dlog *l, uint64_t *batches, uint64_t *rows);
+/* How long the writer waits for a lock held by another process before a
+ * batch fails (default 2000 ms). Tests shorten it. */
+void dlog_set_busy_timeout_ms(struct dlog *l, int ms);
+
+/* The schema version this binary writes, and the text of migration v
+ * (1-based: it takes a database from v - 1 to v); NULL if out of range. */
+int dlog_schema_version(void);
+const char *dlog_migration_sql(int v);
+/* Migrate db up to version to (-1: the latest) in one transaction. */
+int dlog_migrate_to(struct sqlite3 *db, int to, char *err, size_t errlen);
+
+/* `log verify`: walk the three hash chains (sql/schema.sql documents the
+ * encoding). Returns 0 intact, 1 broken (the first problem in rep), -1 on
+ * a database error (err). */
+struct dlog_verify_report {
+	int64_t rows[3];	/* decisions, outcomes, events checked */
+	int nproblems;
+	char chain[16];		/* where the first problem is */
+	int64_t bad_seq;	/* its row (0: not one row) */
+	char bad_label[64];	/* decision id / outcome's decision / kind */
+	char problem[640];	/* a sentence naming the row */
+	char head[65];		/* the decisions chain's last row_hash */
+};
+int dlog_verify(struct sqlite3 *db, struct dlog_verify_report *rep,
+    char *err, size_t errlen);
+
+/* `log prune`: delete the rows of every chain older than before_ms (a
+ * prefix in seq order), move the anchors so the rest still verifies, and
+ * record a "prune" event. Refuses (1, reason in err) when the log does not
+ * verify. 0 ok, -1 database error. */
+struct dlog_prune_report {
+	int64_t rows[3];	/* decisions, outcomes, events deleted */
+	int64_t fingerprints;
+};
+int dlog_prune(struct sqlite3 *db, int64_t before_ms,
+    struct dlog_prune_report *rep, char *err, size_t errlen);
+
+/* Append one event to the events chain on a CLI connection (its own
+ * transaction). 0 or -1 with err. */
+int dlog_append_event_db(struct sqlite3 *db, int64_t ts_ms, const char *kind,
+    const char *detail_json, char *err, size_t errlen);
+
 #endif

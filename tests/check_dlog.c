@@ -1,1 +1,1148 @@
-int main(void){return 0;}
+/*
+ * check_dlog.c - the decision log: schema and migrations, the writer
+ * (group commit, callbacks exactly once, failure and recovery), the hash
+ * chains (the documented encoding, tampering of every kind), prune, and
+ * the `log` subcommands.
+ *
+ * src/dlog.c embeds sql/schema.sql as a C string; after editing the file,
+ * regenerate the string between the @SCHEMA_V1_BEGIN@/@SCHEMA_V1_END@
+ * markers with:
+ *   python3 -c 'import re;s=open("sql/schema.sql").read().rstrip("\n").split("\n");
+ *   c=open("src/dlog.c").read();a=c.index("/" "* @SCHEMA_V1_BEGIN@ *" "/")+27;
+ *   b=c.index("/" "* @SCHEMA_V1_END@");q=lambda l:"\"%s\\n\""%l.replace("\\","\\\\")
+ *   .replace("\"","\\\"").replace("\t","\\t");
+ *   open("src/dlog.c","w").write(c[:a]+"\n".join(map(q,s))+"\n"+c[b:])'
+ * (test_schema_file_matches_embedded fails until they agree).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include "dlog.h"
+#include "logcmd.h"
+#include "mailbox.h"
+#include "util.h"
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                              */
+
+static char tmpdir[256];
+
+static void
+setup_tmp(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	snprintf(tmpdir, sizeof(tmpdir), "%s/check_dlog.XXXXXX",
+	    t && *t ? t : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void
+rm_tmp(void)
+{
+	char cmd[400];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+static char *
+tpath(const char *name)
+{
+	return xasprintf("%s/%s", tmpdir, name);
+}
+
+static struct event_base *base;
+static struct mailbox *mb;
+
+static void
+setup_loop(void)
+{
+	setup_tmp();
+	base = event_base_new();
+	ck_assert_ptr_nonnull(base);
+	mb = mailbox_new(base);
+}
+
+static void
+teardown_loop(void)
+{
+	mailbox_free(mb);
+	event_base_free(base);
+	mb = NULL;
+	base = NULL;
+	rm_tmp();
+}
+
+#define MAXCB 4096
+struct cbrec {
+	int calls;		/* how often this callback ran */
+	int status;
+	int order;		/* when, among all callbacks */
+	int row_seen;		/* the row was committed when it ran */
+};
+static struct cbrec cbs[MAXCB];
+static int ncalls;
+static sqlite3 *check_db;	/* a second connection, to see commits */
+
+static int
+row_exists(sqlite3 *db, const char *id)
+{
+	sqlite3_stmt *st;
+	int found;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT 1 FROM decisions "
+	    "WHERE id = ?1", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return found;
+}
+
+static char cb_ids[MAXCB][37];
+
+static void
+on_logged(void *arg, int status)
+{
+	intptr_t i = (intptr_t)arg;
+
+	cbs[i].calls++;
+	cbs[i].status = status;
+	cbs[i].order = ncalls++;
+	if (check_db != NULL)
+		cbs[i].row_seen = row_exists(check_db, cb_ids[i]);
+}
+
+static void
+reset_cbs(void)
+{
+	memset(cbs, 0, sizeof(cbs));
+	ncalls = 0;
+}
+
+/* Run the loop until n callbacks ran, or 10 s. */
+static void
+pump(int n)
+{
+	int64_t end = mono_ms() + 10000;
+
+	while (ncalls < n && mono_ms() < end) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		usleep(500);
+	}
+	event_base_loop(base, EVLOOP_NONBLOCK);
+}
+
+static struct dlog_decision *
+mk_decision(int i, int64_t ts, int nfp)
+{
+	struct dlog_decision *d = dlog_decision_new();
+	int k;
+
+	snprintf(d->id, sizeof(d->id), "00000000-0000-4000-8000-%012d", i);
+	d->ts_ms = ts;
+	d->client = xstrdup(i % 2 ? "claims-app" : "hr-portal");
+	d->endpoint = xstrdup("/v1/chat/completions");
+	d->model = xstrdup("mistral-large-latest");
+	d->findings_json = xstrdup(nfp ? "{\"iban\":1,\"national_id.fr_nir\":1}"
+	    : "{}");
+	d->level = xstrdup(nfp ? "confidential" : "public");
+	d->level_rule = xstrdup(nfp ? "finding iban" : "default");
+	d->policy_name = xstrdup("hospital-default");
+	memset(d->policy_sha256, 'a', 64);
+	d->action = xstrdup(i % 7 == 3 ? "deny" : "allow");
+	if (i % 7 == 3)
+		d->reason = xstrdup("no_allowed_backend: none");
+	d->candidates_json = xstrdup("[{\"backend\":\"onprem-vllm\","
+	    "\"verdict\":\"allowed\",\"reason\":\"ok\"}]");
+	if (i % 7 != 3) {
+		d->backend = xstrdup(i % 3 ? "onprem-vllm" : "azure-sweden");
+		d->backend_facts_json = xstrdup(i % 3 ?
+		    "{\"operator_country\":\"FR\",\"parent_country\":\"FR\","
+		    "\"cloud_act\":false}" :
+		    "{\"operator_country\":\"IE\",\"parent_country\":\"US\","
+		    "\"cloud_act\":true}");
+		d->cloud_act = i % 3 ? 0 : 1;
+	}
+	if (nfp) {
+		d->fps = xcalloc((size_t)nfp, sizeof(*d->fps));
+		for (k = 0; k < nfp; k++) {
+			char v[64];
+
+			d->fps[k].type = xstrdup(k % 2 ? "national_id.fr_nir" :
+			    "iban");
+			snprintf(v, sizeof(v), "value-%d-%d", i, k);
+			sha256_hex(v, strlen(v), d->fps[k].hmac);
+		}
+		d->nfps = (size_t)nfp;
+	}
+	return d;
+}
+
+static sqlite3 *
+open_plain(const char *path)
+{
+	sqlite3 *db;
+
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+static void
+exec_ok(sqlite3 *db, const char *sql)
+{
+	char *e = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK)
+		ck_abort_msg("%s: %s", sql, e);
+}
+
+static int64_t
+q_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	int64_t v = -1;
+
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK,
+	    "%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static char *
+q_text(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	char *v = NULL;
+
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK,
+	    "%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		v = xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* A log with n decisions (ts 1000 s apart from t0), outcomes for the
+ * allowed ones, and a start event; written through the real writer. */
+static char *
+make_log(int n, int64_t t0)
+{
+	static int nlogs;
+	char err[512], name[32];
+	char *path;
+	struct dlog *l;
+	int i;
+
+	snprintf(name, sizeof(name), "decisions%d.db", ++nlogs);
+	path = tpath(name);
+	l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+
+	ck_assert_msg(l != NULL, "%s", err);
+	dlog_submit_event(l, "start", "{\"policy\":\"hospital-default\","
+	    "\"policy_sha256\":\"aaaa\"}");
+	for (i = 0; i < n; i++) {
+		struct dlog_decision *d = mk_decision(i + 1, t0 + i * 1000,
+		    i % 2 ? 2 : 0);
+
+		ck_assert_int_eq(dlog_submit_decision(l, d, NULL, NULL, NULL),
+		    0);
+		if (i % 7 != 2) {
+			struct dlog_outcome *o = dlog_outcome_new();
+
+			snprintf(o->decision_id, sizeof(o->decision_id),
+			    "00000000-0000-4000-8000-%012d", i + 1);
+			o->ts_ms = t0 + i * 1000 + 300;
+			o->status = 200;
+			o->attempts = 1;
+			o->attempts_json = xstrdup((i + 1) % 3 ?
+			    "[{\"backend\":\"onprem-vllm\",\"result\":\"ok\"}]" :
+			    "[{\"backend\":\"azure-sweden\",\"result\":\"ok\"}]");
+			o->backend = xstrdup((i + 1) % 3 ? "onprem-vllm" :
+			    "azure-sweden");
+			o->latency_ms = 250;
+			o->total_tokens = 42;
+			dlog_submit_outcome(l, o);
+		}
+	}
+	dlog_close(l);
+	return path;
+}
+
+/* ------------------------------------------------------------------ */
+/* schema                                                               */
+
+static char *
+read_schema_file(void)
+{
+	const char *dirs[] = { getenv("SOVGATE_SRCDIR"), getenv("srcdir"), ".",
+	    ".." };
+	size_t i, len;
+
+	for (i = 0; i < ARRAY_LEN(dirs); i++) {
+		char *p, *s;
+
+		if (dirs[i] == NULL)
+			continue;
+		p = xasprintf("%s/sql/schema.sql", dirs[i]);
+		s = read_file(p, &len);
+		free(p);
+		if (s != NULL)
+			return s;
+	}
+	ck_abort_msg("sql/schema.sql not found (set SOVGATE_SRCDIR)");
+	return NULL;
+}
+
+/* Every schema object as text, for comparing two databases. Tables are
+ * described by their columns (ALTER TABLE rewrites CREATE text), the rest
+ * by their SQL with whitespace squeezed. */
+static char *
+describe_schema(sqlite3 *db)
+{
+	sqlite3_stmt *st, *ti;
+	size_t cap = 65536, len = 0;
+	char *out = xmalloc(cap);
+
+	out[0] = '\0';
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT type, name, tbl_name, "
+	    "coalesce(sql, '') FROM sqlite_master ORDER BY type, name", -1, &st,
+	    NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *type = (const char *)sqlite3_column_text(st, 0);
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+		const char *sql = (const char *)sqlite3_column_text(st, 3);
+		char line[8192];
+		int n;
+
+		if (strcmp(type, "table") == 0) {
+			char *q = xasprintf("SELECT name, type, \"notnull\", "
+			    "coalesce(dflt_value, ''), pk FROM "
+			    "pragma_table_info('%s')", name);
+
+			n = snprintf(line, sizeof(line), "table %s:", name);
+			ck_assert_int_eq(sqlite3_prepare_v2(db, q, -1, &ti,
+			    NULL), SQLITE_OK);
+			while (sqlite3_step(ti) == SQLITE_ROW && n < 8000)
+				n += snprintf(line + n, sizeof(line) - (size_t)n,
+				    " %s %s %d %s %d;", sqlite3_column_text(ti,
+				    0), sqlite3_column_text(ti, 1),
+				    sqlite3_column_int(ti, 2),
+				    sqlite3_column_text(ti, 3),
+				    sqlite3_column_int(ti, 4));
+			sqlite3_finalize(ti);
+			free(q);
+		} else {
+			const char *p;
+			int sp = 0;
+
+			n = snprintf(line, sizeof(line), "%s %s: ", type, name);
+			for (p = sql; *p && n < 8000; p++) {
+				if (*p == ' ' || *p == '\t' || *p == '\n') {
+					sp = 1;
+					continue;
+				}
+				if (sp)
+					line[n++] = ' ';
+				sp = 0;
+				line[n++] = *p;
+			}
+			line[n] = '\0';
+		}
+		while (len + (size_t)n + 2 > cap)
+			out = xrealloc(out, cap *= 2);
+		memcpy(out + len, line, (size_t)n);
+		len += (size_t)n;
+		out[len++] = '\n';
+		out[len] = '\0';
+	}
+	sqlite3_finalize(st);
+	return out;
+}
+
+START_TEST(test_schema_file_matches_embedded)
+{
+	char *file = read_schema_file();
+	char err[512];
+	char *p1 = tpath("from_file.db"), *p2 = tpath("migrated.db");
+	sqlite3 *a, *b;
+	char *da, *db_;
+
+	/* While there is one version, migration 1 is the file itself. */
+	if (dlog_schema_version() == 1)
+		ck_assert_msg(strcmp(file, dlog_migration_sql(1)) == 0,
+		    "sql/schema.sql and the schema embedded in src/dlog.c "
+		    "differ: regenerate it (see the top of this file)");
+	a = open_plain(p1);
+	exec_ok(a, file);
+	b = dlog_open_db(p2, 1, err, sizeof(err));
+	ck_assert_msg(b != NULL, "%s", err);
+	da = describe_schema(a);
+	db_ = describe_schema(b);
+	ck_assert_str_eq(da, db_);
+	ck_assert_int_eq(q_int(a, "PRAGMA user_version"),
+	    dlog_schema_version());
+	ck_assert_int_eq(q_int(b, "PRAGMA user_version"),
+	    dlog_schema_version());
+	sqlite3_close(a);
+	sqlite3_close(b);
+	free(da);
+	free(db_);
+	free(file);
+	free(p1);
+	free(p2);
+}
+END_TEST
+
+START_TEST(test_open_creates_wal_and_reopens)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	sqlite3 *db;
+	char *mode;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	ck_assert_int_eq(dlog_healthy(l), 1);
+	ck_assert_uint_eq(dlog_queue_depth(l), 0);
+	dlog_close(l);
+	/* Reopening migrates nothing and keeps the data. */
+	l = dlog_open(path, DUR_BATCHED, 5, err, sizeof(err));
+	ck_assert_msg(l != NULL, "%s", err);
+	dlog_close(l);
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_msg(db != NULL, "%s", err);
+	mode = q_text(db, "PRAGMA journal_mode");
+	ck_assert_str_eq(mode, "wal");
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"),
+	    dlog_schema_version());
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM chain_state"), 3);
+	free(mode);
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_open_errors)
+{
+	char err[512];
+	char *p;
+	struct dlog *l;
+	sqlite3 *db;
+	FILE *f;
+
+	/* a directory that does not exist */
+	p = tpath("nodir/sub/d.db");
+	l = dlog_open(p, DUR_STRICT, 5, err, sizeof(err));
+	ck_assert_ptr_null(l);
+	ck_assert_msg(strstr(err, "nodir/sub/d.db") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, "directory") != NULL, "%s", err);
+	free(p);
+	/* missing, for the CLI */
+	p = tpath("missing.db");
+	db = dlog_open_db(p, 0, err, sizeof(err));
+	ck_assert_ptr_null(db);
+	ck_assert_msg(strstr(err, "no decision log") != NULL, "%s", err);
+	free(p);
+	/* not a database */
+	p = tpath("garbage.db");
+	f = fopen(p, "w");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 200; i++)
+		fputs("this is not a sqlite database at all ", f);
+	fclose(f);
+	db = dlog_open_db(p, 0, err, sizeof(err));
+	ck_assert_ptr_null(db);
+	ck_assert_msg(strstr(err, "corrupt") != NULL, "%s", err);
+	l = dlog_open(p, DUR_STRICT, 5, err, sizeof(err));
+	ck_assert_ptr_null(l);
+	ck_assert_msg(strstr(err, "corrupt") != NULL, "%s", err);
+	free(p);
+	/* some other application's database */
+	p = tpath("other.db");
+	db = open_plain(p);
+	exec_ok(db, "CREATE TABLE t(x)");
+	sqlite3_close(db);
+	l = dlog_open(p, DUR_STRICT, 5, err, sizeof(err));
+	ck_assert_ptr_null(l);
+	ck_assert_msg(strstr(err, "not a sovgate decision log") != NULL, "%s",
+	    err);
+	db = dlog_open_db(p, 0, err, sizeof(err));
+	ck_assert_ptr_null(db);
+	ck_assert_msg(strstr(err, "not a sovgate decision log") != NULL, "%s",
+	    err);
+	free(p);
+	/* a newer schema */
+	p = tpath("newer.db");
+	l = dlog_open(p, DUR_STRICT, 5, err, sizeof(err));
+	ck_assert_ptr_nonnull(l);
+	dlog_close(l);
+	db = open_plain(p);
+	exec_ok(db, "PRAGMA user_version = 99");
+	sqlite3_close(db);
+	l = dlog_open(p, DUR_STRICT, 5, err, sizeof(err));
+	ck_assert_ptr_null(l);
+	ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
+	free(p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* the writer                                                           */
+
+START_TEST(test_strict_commits_before_callback)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	int i, n = 300;
+	sqlite3 *db;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	check_db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_ptr_nonnull(check_db);
+	reset_cbs();
+	for (i = 0; i < n; i++) {
+		struct dlog_decision *d = mk_decision(i, 1000 + i, i % 3);
+
+		memcpy(cb_ids[i], d->id, 37);
+		ck_assert_int_eq(dlog_submit_decision(l, d, mb, on_logged,
+		    (void *)(intptr_t)i), 0);
+	}
+	pump(n);
+	ck_assert_int_eq(ncalls, n);
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(cbs[i].calls, 1);
+		ck_assert_int_eq(cbs[i].status, 1);
+		/* in submission order, and already durable */
+		ck_assert_int_eq(cbs[i].order, i);
+		ck_assert_msg(cbs[i].row_seen, "decision %d called back before "
+		    "its row was committed", i);
+	}
+	dlog_close(l);
+	/* nothing more after close */
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(ncalls, n);
+	sqlite3_close(check_db);
+	check_db = NULL;
+
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM decisions"), n);
+	/* seq order is submission order */
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM decisions WHERE "
+	    "ts_ms <> 1000 + seq - 1"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM fingerprints"),
+	    (n / 3) * 1 + (n / 3) * 2);
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_group_commit)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	sqlite3 *locker;
+	int i, n = 50;
+	uint64_t batches, rows;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	/* Hold the write lock so the decisions pile up behind the first
+	 * batch; once it is released they must go in one more commit. */
+	locker = open_plain(path);
+	exec_ok(locker, "BEGIN IMMEDIATE");
+	reset_cbs();
+	for (i = 0; i < n; i++) {
+		struct dlog_decision *d = mk_decision(i, 1000 + i, 0);
+
+		ck_assert_int_eq(dlog_submit_decision(l, d, mb, on_logged,
+		    (void *)(intptr_t)i), 0);
+		if (i == 0)
+			usleep(50000);	/* the writer takes #0 alone */
+	}
+	usleep(100000);
+	ck_assert_int_eq(ncalls, 0);	/* nothing is durable yet */
+	exec_ok(locker, "COMMIT");
+	pump(n);
+	ck_assert_int_eq(ncalls, n);
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(cbs[i].calls, 1);
+		ck_assert_int_eq(cbs[i].status, 1);
+		ck_assert_int_eq(cbs[i].order, i);
+	}
+	dlog_stats(l, &batches, &rows);
+	ck_assert_uint_eq(rows, (uint64_t)n);
+	ck_assert_msg(batches <= 3, "%llu transactions for %d decisions",
+	    (unsigned long long)batches, n);
+	dlog_close(l);
+	sqlite3_close(locker);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_batched_answers_at_once)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	struct dlog *l = dlog_open(path, DUR_BATCHED, 20, err, sizeof(err));
+	sqlite3 *db;
+	int i, n = 100;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	reset_cbs();
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(dlog_submit_decision(l, mk_decision(i, i, 1),
+		    mb, on_logged, (void *)(intptr_t)i), 0);
+	pump(n);
+	ck_assert_int_eq(ncalls, n);
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(cbs[i].calls, 1);
+		ck_assert_int_eq(cbs[i].status, 1);
+	}
+	/* committed within a few batch intervals */
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	for (i = 0; i < 200 && q_int(db, "SELECT count(*) FROM decisions") <
+	    n; i++)
+		usleep(10000);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM decisions"), n);
+	sqlite3_close(db);
+	dlog_close(l);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(ncalls, n);	/* no second call at close */
+	free(path);
+}
+END_TEST
+
+START_TEST(test_close_drains)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	sqlite3 *db;
+	int i, n = 500;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	reset_cbs();
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(dlog_submit_decision(l, mk_decision(i, i, 0),
+		    mb, on_logged, (void *)(intptr_t)i), 0);
+		if (i % 5 == 0)
+			dlog_submit_event(l, "reload", "{\"result\":"
+			    "\"accepted\"}");
+	}
+	dlog_close(l);	/* before any callback ran */
+	pump(n);
+	ck_assert_int_eq(ncalls, n);
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(cbs[i].calls, 1);
+		ck_assert_int_eq(cbs[i].status, 1);
+	}
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM decisions"), n);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM events"), n / 5);
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_failure_and_recovery)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	sqlite3 *locker;
+	int i;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	dlog_set_busy_timeout_ms(l, 100);
+	/* Another process holds the write lock past the busy timeout. */
+	locker = open_plain(path);
+	exec_ok(locker, "BEGIN IMMEDIATE");
+	reset_cbs();
+	for (i = 0; i < 5; i++) {
+		struct dlog_outcome *o = dlog_outcome_new();
+
+		ck_assert_int_eq(dlog_submit_decision(l, mk_decision(i, i, 1),
+		    mb, on_logged, (void *)(intptr_t)i), 0);
+		snprintf(o->decision_id, sizeof(o->decision_id), "x");
+		dlog_submit_outcome(l, o);
+	}
+	pump(5);
+	ck_assert_int_eq(ncalls, 5);
+	for (i = 0; i < 5; i++) {
+		ck_assert_int_eq(cbs[i].calls, 1);
+		ck_assert_int_eq(cbs[i].status, 0);	/* -> 503 */
+	}
+	ck_assert_int_eq(dlog_healthy(l), 0);
+	dlog_last_error(l, err, sizeof(err));
+	ck_assert_msg(strstr(err, "locked") != NULL, "%s", err);
+	ck_assert_uint_ge(dlog_dropped(l), 5);
+	/* While failing, new decisions are refused at once (and freed). */
+	ck_assert_int_eq(dlog_submit_decision(l, mk_decision(9, 9, 1), mb,
+	    on_logged, (void *)(intptr_t)9), -1);
+	/* The lock goes away: the writer notices by itself. */
+	exec_ok(locker, "ROLLBACK");
+	for (i = 0; i < 300 && !dlog_healthy(l); i++)
+		usleep(10000);
+	ck_assert_int_eq(dlog_healthy(l), 1);
+	ck_assert_int_eq(dlog_submit_decision(l, mk_decision(10, 10, 1), mb,
+	    on_logged, (void *)(intptr_t)10), 0);
+	pump(6);
+	ck_assert_int_eq(cbs[10].calls, 1);
+	ck_assert_int_eq(cbs[10].status, 1);
+	ck_assert_int_eq(cbs[9].calls, 0);
+	dlog_close(l);
+	ck_assert_int_eq(q_int(locker, "SELECT count(*) FROM decisions"), 1);
+	sqlite3_close(locker);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_duplicate_id_fails_only_that_row)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	sqlite3 *db;
+	struct dlog_verify_report rep;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	reset_cbs();
+	ck_assert_int_eq(dlog_submit_decision(l, mk_decision(1, 1, 2), mb,
+	    on_logged, (void *)(intptr_t)0), 0);
+	ck_assert_int_eq(dlog_submit_decision(l, mk_decision(1, 2, 2), mb,
+	    on_logged, (void *)(intptr_t)1), 0);
+	ck_assert_int_eq(dlog_submit_decision(l, mk_decision(2, 3, 2), mb,
+	    on_logged, (void *)(intptr_t)2), 0);
+	pump(3);
+	ck_assert_int_eq(cbs[0].status, 1);
+	ck_assert_int_eq(cbs[1].status, 0);
+	ck_assert_int_eq(cbs[2].status, 1);
+	ck_assert_int_eq(dlog_healthy(l), 1);
+	dlog_close(l);
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_int_eq(dlog_verify(db, &rep, err, sizeof(err)), 0);
+	ck_assert_int_eq(rep.rows[0], 2);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM fingerprints"), 4);
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* the chains                                                           */
+
+/* The documented encoding, written again independently of dlog.c. */
+static void
+enc_col(EVP_MD_CTX *c, sqlite3_stmt *st, int i)
+{
+	char b[64];
+	int n;
+
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_NULL:
+		EVP_DigestUpdate(c, "n", 1);
+		break;
+	case SQLITE_INTEGER:
+		n = snprintf(b, sizeof(b), "i%lld;",
+		    (long long)sqlite3_column_int64(st, i));
+		EVP_DigestUpdate(c, b, (size_t)n);
+		break;
+	default:
+		n = snprintf(b, sizeof(b), "t%d:", sqlite3_column_bytes(st, i));
+		EVP_DigestUpdate(c, b, (size_t)n);
+		EVP_DigestUpdate(c, sqlite3_column_text(st, i),
+		    (size_t)sqlite3_column_bytes(st, i));
+	}
+}
+
+/* row_hash of decision seq as the schema's comment defines it. */
+static void
+spec_decision_hash(sqlite3 *db, int64_t seq, char out[65])
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	sqlite3_stmt *st, *fp;
+	unsigned char md[32];
+	unsigned int mdlen;
+	char b[32];
+	int i, n;
+	int64_t count;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT prev_hash, id, ts_ms, "
+	    "client, endpoint, model, findings_json, declared_level, level, "
+	    "level_rule, policy_name, policy_sha256, action, reason, "
+	    "candidates_json, backend, backend_facts_json, cloud_act, "
+	    "shadow_json FROM decisions WHERE seq = ?1", -1, &st, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_int64(st, 1, seq);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	EVP_DigestUpdate(c, "sovgate-chain-v1\ndecisions\n", 27);
+	EVP_DigestUpdate(c, sqlite3_column_text(st, 0), 64);
+	for (i = 1; i < 19; i++)
+		enc_col(c, st, i);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT type, hmac FROM "
+	    "fingerprints WHERE decision_id = ?1 ORDER BY type, hmac", -1, &fp,
+	    NULL), SQLITE_OK);
+	sqlite3_bind_text(fp, 1, (const char *)sqlite3_column_text(st, 1), -1,
+	    SQLITE_TRANSIENT);
+	for (count = 0; sqlite3_step(fp) == SQLITE_ROW; count++)
+		;
+	n = snprintf(b, sizeof(b), "i%lld;", (long long)count);
+	EVP_DigestUpdate(c, b, (size_t)n);
+	sqlite3_reset(fp);
+	while (sqlite3_step(fp) == SQLITE_ROW) {
+		enc_col(c, fp, 0);
+		enc_col(c, fp, 1);
+	}
+	sqlite3_finalize(fp);
+	sqlite3_finalize(st);
+	EVP_DigestFinal_ex(c, md, &mdlen);
+	EVP_MD_CTX_free(c);
+	hex_encode(md, 32, out);
+}
+
+START_TEST(test_chain_linkage_and_encoding)
+{
+	char err[512];
+	char *path = make_log(20, 1000000);
+	sqlite3 *db = dlog_open_db(path, 0, err, sizeof(err));
+	sqlite3_stmt *st;
+	char prev[65] = "0000000000000000000000000000000000000000000000000000"
+	    "000000000000";
+	struct dlog_verify_report rep;
+	int64_t seq = 0;
+
+	ck_assert_msg(db != NULL, "%s", err);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT seq, prev_hash, "
+	    "row_hash FROM decisions ORDER BY seq", -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		char h[65];
+
+		ck_assert_int_eq(sqlite3_column_int64(st, 0), ++seq);
+		ck_assert_str_eq((const char *)sqlite3_column_text(st, 1), prev);
+		spec_decision_hash(db, seq, h);
+		ck_assert_str_eq((const char *)sqlite3_column_text(st, 2), h);
+		snprintf(prev, sizeof(prev), "%s", h);
+	}
+	sqlite3_finalize(st);
+	ck_assert_int_eq(seq, 20);
+	ck_assert_int_eq(dlog_verify(db, &rep, err, sizeof(err)), 0);
+	ck_assert_int_eq(rep.rows[0], 20);
+	ck_assert_int_eq(rep.rows[1], 17);
+	ck_assert_int_eq(rep.rows[2], 1);
+	ck_assert_str_eq(rep.head, prev);
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
+/* Tamper through a plain connection, then verify; returns the report. */
+static int
+tamper_and_verify(int nrows, const char *sql, struct dlog_verify_report *rep)
+{
+	char err[512];
+	char *path = make_log(nrows, 1000000);
+	sqlite3 *db = open_plain(path);
+	int rc;
+
+	if (sql != NULL)
+		exec_ok(db, sql);
+	sqlite3_close(db);
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_msg(db != NULL, "%s", err);
+	rc = dlog_verify(db, rep, err, sizeof(err));
+	ck_assert_msg(rc >= 0, "%s", err);
+	sqlite3_close(db);
+	free(path);
+	return rc;
+}
+
+#define ID(n) "00000000-0000-4000-8000-0000000000" #n
+
+START_TEST(test_tamper_field)
+{
+	struct dlog_verify_report rep;
+
+	ck_assert_int_eq(tamper_and_verify(10, "UPDATE decisions SET level = "
+	    "'public' WHERE seq = 4", &rep), 1);
+	ck_assert_str_eq(rep.chain, "decisions");
+	ck_assert_int_eq(rep.bad_seq, 4);
+	ck_assert_str_eq(rep.bad_label, ID(04));
+	ck_assert_msg(strstr(rep.problem, "modified") != NULL, "%s",
+	    rep.problem);
+	/* a type change is a change too */
+	ck_assert_int_eq(tamper_and_verify(10, "UPDATE decisions SET cloud_act "
+	    "= '0' WHERE seq = 6", &rep), 1);
+	ck_assert_int_eq(rep.bad_seq, 6);
+	/* so is a fingerprint removed, or added */
+	ck_assert_int_eq(tamper_and_verify(10, "DELETE FROM fingerprints WHERE "
+	    "rowid = (SELECT min(rowid) FROM fingerprints WHERE decision_id = '"
+	    ID(08) "')", &rep), 1);
+	ck_assert_int_eq(rep.bad_seq, 8);
+	ck_assert_int_eq(tamper_and_verify(10, "INSERT INTO fingerprints VALUES"
+	    "('" ID(03) "', 'email', 'ab')", &rep), 1);
+	ck_assert_int_eq(rep.bad_seq, 3);
+	ck_assert_int_eq(tamper_and_verify(10, "INSERT INTO fingerprints VALUES"
+	    "('nobody', 'email', 'ab')", &rep), 1);
+	ck_assert_str_eq(rep.chain, "fingerprints");
+	/* outcomes and events are chained as well */
+	ck_assert_int_eq(tamper_and_verify(10, "UPDATE outcomes SET backend = "
+	    "'onprem-vllm', attempts_json = '[]' WHERE seq = 3", &rep), 1);
+	ck_assert_str_eq(rep.chain, "outcomes");
+	ck_assert_int_eq(rep.bad_seq, 3);
+	ck_assert_int_eq(tamper_and_verify(3, "UPDATE events SET detail_json = "
+	    "'{}'", &rep), 1);
+	ck_assert_str_eq(rep.chain, "events");
+	ck_assert_int_eq(rep.bad_seq, 1);
+	/* untouched */
+	ck_assert_int_eq(tamper_and_verify(10, NULL, &rep), 0);
+}
+END_TEST
+
+START_TEST(test_tamper_delete)
+{
+	struct dlog_verify_report rep;
+
+	ck_assert_int_eq(tamper_and_verify(10, "DELETE FROM decisions WHERE "
+	    "seq = 5", &rep), 1);
+	/* named: the row after the hole, which no longer links */
+	ck_assert_int_eq(rep.bad_seq, 6);
+	ck_assert_str_eq(rep.bad_label, ID(06));
+	ck_assert_msg(strstr(rep.problem, "deleted") != NULL, "%s",
+	    rep.problem);
+	ck_assert_int_eq(tamper_and_verify(10, "DELETE FROM decisions WHERE "
+	    "seq = 1", &rep), 1);
+	ck_assert_int_eq(rep.bad_seq, 2);
+	ck_assert_msg(strstr(rep.problem, "deleted") != NULL, "%s",
+	    rep.problem);
+	/* the newest rows: caught by the recorded head */
+	ck_assert_int_eq(tamper_and_verify(10, "DELETE FROM decisions WHERE "
+	    "seq >= 9", &rep), 1);
+	ck_assert_msg(strstr(rep.problem, "after seq 8 were deleted") != NULL,
+	    "%s", rep.problem);
+	ck_assert_int_eq(tamper_and_verify(10, "DELETE FROM decisions", &rep),
+	    1);
+	ck_assert_msg(strstr(rep.problem, "deleted") != NULL, "%s",
+	    rep.problem);
+}
+END_TEST
+
+/* Insert a forged decision after seq `after`, with a correct prev_hash
+ * and row_hash (someone who knows the encoding), renumbering the rest. */
+static void
+forge_insert(const char *path, int after, int move_head)
+{
+	sqlite3 *db = open_plain(path);
+	char sql[1024], h[65];
+	char *prev;
+
+	exec_ok(db, "BEGIN");
+	snprintf(sql, sizeof(sql), "UPDATE decisions SET seq = -seq WHERE seq "
+	    "> %d", after);
+	exec_ok(db, sql);
+	snprintf(sql, sizeof(sql), "UPDATE decisions SET seq = 1 - seq WHERE "
+	    "seq < 0");
+	exec_ok(db, sql);
+	snprintf(sql, sizeof(sql), "SELECT row_hash FROM decisions WHERE seq = "
+	    "%d", after);
+	prev = q_text(db, sql);
+	snprintf(sql, sizeof(sql), "INSERT INTO decisions (seq, id, ts_ms, "
+	    "client, findings_json, level, action, backend, cloud_act, "
+	    "prev_hash, row_hash) VALUES (%d, 'forged-0000', 5, 'claims-app', "
+	    "'{}', 'public', 'allow', 'onprem-vllm', 0, '%s', 'x')", after + 1,
+	    prev);
+	exec_ok(db, sql);
+	spec_decision_hash(db, after + 1, h);
+	snprintf(sql, sizeof(sql), "UPDATE decisions SET row_hash = '%s' WHERE "
+	    "seq = %d", h, after + 1);
+	exec_ok(db, sql);
+	if (move_head) {
+		snprintf(sql, sizeof(sql), "UPDATE chain_state SET head_seq = "
+		    "head_seq + 1 WHERE chain = 'decisions'");
+		exec_ok(db, sql);
+	}
+	exec_ok(db, "COMMIT");
+	free(prev);
+	sqlite3_close(db);
+}
+
+START_TEST(test_tamper_insert)
+{
+	char err[512];
+	char *path = make_log(10, 1000000);
+	sqlite3 *db;
+	struct dlog_verify_report rep;
+
+	forge_insert(path, 4, 1);
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_int_eq(dlog_verify(db, &rep, err, sizeof(err)), 1);
+	ck_assert_int_eq(rep.bad_seq, 5);
+	ck_assert_str_eq(rep.bad_label, "forged-0000");
+	ck_assert_msg(strstr(rep.problem, "inserted") != NULL, "%s",
+	    rep.problem);
+	sqlite3_close(db);
+	free(path);
+
+	/* a row with a made-up hash is caught by its own hash */
+	ck_assert_int_eq(tamper_and_verify(10, "INSERT INTO decisions (seq, id, "
+	    "ts_ms, action, prev_hash, row_hash) VALUES (100, 'late', 1, "
+	    "'allow', 'x', 'y')", &rep), 1);
+	ck_assert_int_eq(rep.bad_seq, 100);
+	ck_assert_str_eq(rep.bad_label, "late");
+}
+END_TEST
+
+START_TEST(test_tamper_reorder)
+{
+	struct dlog_verify_report rep;
+
+	/* swap rows 3 and 4 */
+	ck_assert_int_eq(tamper_and_verify(10, "UPDATE decisions SET seq = 100 "
+	    "WHERE seq = 3; UPDATE decisions SET seq = 3 WHERE seq = 4; "
+	    "UPDATE decisions SET seq = 4 WHERE seq = 100", &rep), 1);
+	ck_assert_int_eq(rep.bad_seq, 3);
+	ck_assert_str_eq(rep.bad_label, ID(04));
+	ck_assert_msg(strstr(rep.problem, "order") != NULL, "%s", rep.problem);
+}
+END_TEST
+
+START_TEST(test_prune)
+{
+	char err[512];
+	char *path = make_log(20, 1000000);
+	sqlite3 *db = dlog_open_db(path, 1, err, sizeof(err));
+	struct dlog_verify_report rep;
+	struct dlog_prune_report pr;
+	char *detail;
+	struct dlog *l;
+
+	ck_assert_msg(db != NULL, "%s", err);
+	/* rows 1..8 have ts < 1000000 + 8000 */
+	ck_assert_int_eq(dlog_prune(db, 1000000 + 8000, &pr, err, sizeof(err)),
+	    0);
+	ck_assert_int_eq(pr.rows[0], 8);
+	ck_assert_int_eq(q_int(db, "SELECT min(seq) FROM decisions"), 9);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM fingerprints WHERE "
+	    "decision_id NOT IN (SELECT id FROM decisions)"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT anchor_seq FROM chain_state WHERE "
+	    "chain = 'decisions'"), 8);
+	detail = q_text(db, "SELECT detail_json FROM events WHERE kind = "
+	    "'prune'");
+	ck_assert_ptr_nonnull(detail);
+	ck_assert_msg(strstr(detail, "\"decisions\":8") != NULL, "%s", detail);
+	free(detail);
+	ck_assert_int_eq(dlog_verify(db, &rep, err, sizeof(err)), 0);
+	ck_assert_int_eq(rep.rows[0], 12);
+	/* pruning again to the same time deletes nothing */
+	ck_assert_int_eq(dlog_prune(db, 1000000 + 8000, &pr, err, sizeof(err)),
+	    0);
+	ck_assert_int_eq(pr.rows[0], 0);
+	sqlite3_close(db);
+	/* the gateway keeps appending to the pruned chains */
+	l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	ck_assert_ptr_nonnull(l);
+	dlog_submit_decision(l, mk_decision(77, 5000000, 2), NULL, NULL, NULL);
+	dlog_submit_event(l, "stop", NULL);
+	dlog_close(l);
+	db = dlog_open_db(path, 1, err, sizeof(err));
+	ck_assert_int_eq(dlog_verify(db, &rep, err, sizeof(err)), 0);
+	ck_assert_int_eq(rep.rows[0], 13);
+	/* a deleted anchor-side row after prune is still caught */
+	exec_ok(db, "DELETE FROM decisions WHERE seq = 9");
+	ck_assert_int_eq(dlog_verify(db, &rep, err, sizeof(err)), 1);
+	ck_assert_int_eq(rep.bad_seq, 10);
+	/* and a log that does not verify is not pruned */
+	ck_assert_int_eq(dlog_prune(db, 1000000 + 15000, &pr, err, sizeof(err)),
+	    1);
+	ck_assert_msg(strstr(err, "does not verify") != NULL, "%s", err);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM decisions"), 12);
+	/* everything */
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_prune_all)
+{
+	char err[512];
+	char *path = make_log(5, 1000000);
+	sqlite3 *db = dlog_open_db(path, 1, err, sizeof(err));
+	struct dlog_verify_report rep;
+	struct dlog_prune_report pr;
+
+	ck_assert_int_eq(dlog_prune(db, now_ms(), &pr, err, sizeof(err)), 0);
+	ck_assert_int_eq(pr.rows[0], 5);
+	ck_assert_int_eq(pr.rows[2], 1);	/* the start event */
+	ck_assert_int_eq(dlog_verify(db, &rep, err, sizeof(err)), 0);
+	ck_assert_int_eq(rep.rows[0], 0);
+	ck_assert_int_eq(rep.rows[2], 1);	/* the prune event */
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+
+
+int
+main(void)
+{
+	Suite *s = suite_create("dlog");
+	TCase *tc = tcase_create("schema");
+	SRunner *sr;
+	int failed;
+
+	evthread_use_pthreads();
+	tcase_add_checked_fixture(tc, setup_tmp, rm_tmp);
+	tcase_add_test(tc, test_schema_file_matches_embedded);
+	tcase_add_test(tc, test_open_creates_wal_and_reopens);
+	tcase_add_test(tc, test_open_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("writer");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup_loop, teardown_loop);
+	tcase_add_test(tc, test_strict_commits_before_callback);
+	tcase_add_test(tc, test_group_commit);
+	tcase_add_test(tc, test_batched_answers_at_once);
+	tcase_add_test(tc, test_close_drains);
+	tcase_add_test(tc, test_failure_and_recovery);
+	tcase_add_test(tc, test_duplicate_id_fails_only_that_row);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("chain");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup_tmp, rm_tmp);
+	tcase_add_test(tc, test_chain_linkage_and_encoding);
+	tcase_add_test(tc, test_tamper_field);
+	tcase_add_test(tc, test_tamper_delete);
+	tcase_add_test(tc, test_tamper_insert);
+	tcase_add_test(tc, test_tamper_reorder);
+	tcase_add_test(tc, test_prune);
+	tcase_add_test(tc, test_prune_all);
+	suite_add_tcase(s, tc);
+
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
