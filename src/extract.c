@@ -1,15 +1,14 @@
 /*
  * extract.c - from a request body to the texts a model would see.
  *
- * request_parse() checks the nesting depth with a cheap pre-scan before
- * jansson builds anything (jansson recurses, and its own limit is far above
- * ours), then lets jansson enforce the rest: valid UTF-8, no NUL (\u0000 is
- * refused without JSON_ALLOW_NUL), no lone surrogates in \u escapes.
- * Duplicate keys are accepted as every mainstream JSON parser does; jansson
- * keeps the last one, which is also what the upstream sees after our
+ * request_parse() is a strict parser of its own (see below) that builds a
+ * jansson tree. Duplicate keys are accepted as every mainstream JSON parser
+ * does; the last one wins, which is also what the upstream sees after our
  * re-serialisation.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "extract.h"
@@ -55,7 +54,8 @@ endpoint_path(enum endpoint ep)
 }
 
 /* Depth of arrays and objects, outside strings. Returns the offset where
- * max_depth is first exceeded, or -1. */
+ * max_depth is first exceeded, or -1. Used before handing tool-call
+ * arguments to jansson, which recurses without our limit. */
 static long
 depth_exceeded(const char *s, size_t len, int max_depth)
 {
@@ -90,13 +90,475 @@ depth_exceeded(const char *s, size_t len, int max_depth)
 	return -1;
 }
 
+/*
+ * A strict RFC 8259 parser that builds the same jansson tree jansson
+ * would (jansson's own reader runs at a fraction of the speed we need on
+ * string-heavy bodies: it reads one character at a time through a stream).
+ * It enforces what the gateway promises clients: valid UTF-8 (no overlong
+ * forms, no encoded surrogates), no control characters or NUL in strings,
+ * \u escapes with paired surrogates only, no trailing garbage, and a
+ * nesting limit checked as it descends.
+ */
+struct jp {
+	const unsigned char *s;
+	size_t n, i;
+	int depth, max_depth;
+	char *buf;		/* scratch for strings with escapes */
+	size_t cap;
+	const char *why;	/* first error */
+	size_t at;
+};
+
+/* 0: plain string byte; 1: '"', '\\' or control; 2: non-ASCII */
+static const unsigned char str_class[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+#define X16 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2
+	X16, X16, X16, X16, X16, X16, X16, X16
+#undef X16
+};
+
+static json_t *
+jp_fail(struct jp *p, const char *why)
+{
+	if (p->why == NULL) {
+		p->why = why;
+		p->at = p->i;
+	}
+	return NULL;
+}
+
+static void
+jp_ws(struct jp *p)
+{
+	while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\n' ||
+	    p->s[p->i] == '\r' || p->s[p->i] == '\t'))
+		p->i++;
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+
+	if (c >= 0xC2 && c <= 0xDF)
+		return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+	if (c >= 0xE0 && c <= 0xEF) {
+		if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
+			return 0;
+		if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0))
+			return 0;	/* overlong, or a surrogate */
+		return 3;
+	}
+	if (c >= 0xF0 && c <= 0xF4) {
+		if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 ||
+		    (s[3] & 0xC0) != 0x80)
+			return 0;
+		if ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+static int
+hex4(const unsigned char *s, unsigned *v)
+{
+	int k;
+
+	*v = 0;
+	for (k = 0; k < 4; k++) {
+		unsigned c = s[k], d;
+
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else
+			return -1;
+		*v = *v * 16 + d;
+	}
+	return 0;
+}
+
+/* Parse a string at p->i (on the opening quote). On success *out and *len
+ * point either into the input (no escapes) or into p->buf. */
+static int
+jp_string(struct jp *p, const char **out, size_t *len)
+{
+	const unsigned char *s = p->s;
+	size_t i = p->i + 1, start = i, o = 0;
+	int esc = 0;
+
+	for (;;) {
+		while (i < p->n && str_class[s[i]] == 0)
+			i++;
+		if (i >= p->n) {
+			p->i = i;
+			jp_fail(p, "unterminated string");
+			return -1;
+		}
+		if (s[i] == '"')
+			break;
+		if (str_class[s[i]] == 2) {
+			size_t l = utf8_len(s + i, p->n - i);
+
+			if (l == 0) {
+				p->i = i;
+				jp_fail(p, "invalid UTF-8 in string");
+				return -1;
+			}
+			i += l;
+			continue;
+		}
+		if (s[i] != '\\') {
+			p->i = i;
+			jp_fail(p, "control character in string");
+			return -1;
+		}
+		/* an escape: from here on decode into the scratch buffer */
+		if (!esc) {
+			esc = 1;
+			o = 0;
+		}
+		if (p->cap < (i - start) + o + 8 ||
+		    p->cap < p->n - start + 8) {
+			size_t need = p->n - start + 8;
+
+			if (need < (i - start) + o + 8)
+				need = (i - start) + o + 8;
+			p->buf = xrealloc(p->buf, need);
+			p->cap = need;
+		}
+		break;
+	}
+	if (!esc) {
+		*out = (const char *)s + start;
+		*len = i - start;
+		p->i = i + 1;
+		return 0;
+	}
+	/* slow path: copy what was plain, then decode */
+	o = i - start;
+	memcpy(p->buf, s + start, o);
+	while (i < p->n) {
+		unsigned char c = s[i];
+
+		if (c == '"')
+			break;
+		if (str_class[c] == 0) {
+			p->buf[o++] = (char)c;
+			i++;
+			continue;
+		}
+		if (str_class[c] == 2) {
+			size_t l = utf8_len(s + i, p->n - i);
+
+			if (l == 0) {
+				p->i = i;
+				jp_fail(p, "invalid UTF-8 in string");
+				return -1;
+			}
+			memcpy(p->buf + o, s + i, l);
+			o += l;
+			i += l;
+			continue;
+		}
+		if (c != '\\') {
+			p->i = i;
+			jp_fail(p, "control character in string");
+			return -1;
+		}
+		if (i + 1 >= p->n)
+			break;
+		c = s[++i];
+		switch (c) {
+		case '"': case '\\': case '/':
+			p->buf[o++] = (char)c; i++; continue;
+		case 'b': p->buf[o++] = '\b'; i++; continue;
+		case 'f': p->buf[o++] = '\f'; i++; continue;
+		case 'n': p->buf[o++] = '\n'; i++; continue;
+		case 'r': p->buf[o++] = '\r'; i++; continue;
+		case 't': p->buf[o++] = '\t'; i++; continue;
+		case 'u': {
+			unsigned cp, lo;
+
+			if (i + 5 > p->n || hex4(s + i + 1, &cp) < 0) {
+				p->i = i;
+				jp_fail(p, "invalid \\u escape");
+				return -1;
+			}
+			i += 5;
+			if (cp >= 0xDC00 && cp <= 0xDFFF) {
+				p->i = i;
+				jp_fail(p, "lone surrogate in \\u escape");
+				return -1;
+			}
+			if (cp >= 0xD800 && cp <= 0xDBFF) {
+				if (i + 6 > p->n || s[i] != '\\' ||
+				    s[i + 1] != 'u' || hex4(s + i + 2, &lo) < 0 ||
+				    lo < 0xDC00 || lo > 0xDFFF) {
+					p->i = i;
+					jp_fail(p, "lone surrogate in \\u escape");
+					return -1;
+				}
+				i += 6;
+				cp = 0x10000 + ((cp - 0xD800) << 10) +
+				    (lo - 0xDC00);
+			}
+			if (cp == 0) {
+				p->i = i;
+				jp_fail(p, "\\u0000 is not allowed in strings");
+				return -1;
+			}
+			if (cp < 0x80) {
+				p->buf[o++] = (char)cp;
+			} else if (cp < 0x800) {
+				p->buf[o++] = (char)(0xC0 | (cp >> 6));
+				p->buf[o++] = (char)(0x80 | (cp & 0x3F));
+			} else if (cp < 0x10000) {
+				p->buf[o++] = (char)(0xE0 | (cp >> 12));
+				p->buf[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+				p->buf[o++] = (char)(0x80 | (cp & 0x3F));
+			} else {
+				p->buf[o++] = (char)(0xF0 | (cp >> 18));
+				p->buf[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+				p->buf[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+				p->buf[o++] = (char)(0x80 | (cp & 0x3F));
+			}
+			continue;
+		}
+		default:
+			p->i = i;
+			jp_fail(p, "invalid escape in string");
+			return -1;
+		}
+	}
+	if (i >= p->n) {
+		p->i = i;
+		jp_fail(p, "unterminated string");
+		return -1;
+	}
+	*out = p->buf;
+	*len = o;
+	p->i = i + 1;
+	return 0;
+}
+
+static json_t *jp_value(struct jp *p);
+
+static json_t *
+jp_number(struct jp *p)
+{
+	const unsigned char *s = p->s;
+	size_t i = p->i, st = i;
+	int real = 0;
+	char tmp[64], *end;
+
+	if (s[i] == '-')
+		i++;
+	if (i >= p->n || !(s[i] >= '0' && s[i] <= '9'))
+		return jp_fail(p, "invalid number");
+	if (s[i] == '0')
+		i++;
+	else
+		while (i < p->n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	if (i < p->n && s[i] == '.') {
+		real = 1;
+		i++;
+		if (i >= p->n || !(s[i] >= '0' && s[i] <= '9'))
+			return jp_fail(p, "invalid number");
+		while (i < p->n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	}
+	if (i < p->n && (s[i] == 'e' || s[i] == 'E')) {
+		real = 1;
+		i++;
+		if (i < p->n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		if (i >= p->n || !(s[i] >= '0' && s[i] <= '9'))
+			return jp_fail(p, "invalid number");
+		while (i < p->n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	}
+	if (i - st >= sizeof(tmp)) {
+		if (!real)
+			return jp_fail(p, "too big integer");
+		return jp_fail(p, "number too long");
+	}
+	memcpy(tmp, s + st, i - st);
+	tmp[i - st] = '\0';
+	p->i = i;
+	errno = 0;
+	if (!real) {
+		long long v = strtoll(tmp, &end, 10);
+
+		if (errno == ERANGE)
+			return jp_fail(p, "too big integer");
+		return json_integer((json_int_t)v);
+	} else {
+		double d = strtod(tmp, &end);
+
+		if (errno == ERANGE && (d > 1 || d < -1))
+			return jp_fail(p, "real number overflow");
+		return json_real(d);
+	}
+}
+
+static json_t *
+jp_value(struct jp *p)
+{
+	const unsigned char *s = p->s;
+	json_t *v = NULL;
+
+	jp_ws(p);
+	if (p->i >= p->n)
+		return jp_fail(p, "unexpected end of input");
+	switch (s[p->i]) {
+	case '{': {
+		const char *k;
+		size_t kl;
+		char kbuf[256], *key;
+
+		if (++p->depth > p->max_depth)
+			return jp_fail(p, "nesting too deep");
+		p->i++;
+		v = json_object();
+		jp_ws(p);
+		if (p->i < p->n && s[p->i] == '}') {
+			p->i++;
+			break;
+		}
+		for (;;) {
+			json_t *x;
+
+			jp_ws(p);
+			if (p->i >= p->n || s[p->i] != '"')
+				goto bad_obj;
+			if (jp_string(p, &k, &kl) < 0)
+				goto fail_obj;
+			/* the key must outlive the next string's decoding */
+			key = kl < sizeof(kbuf) ? kbuf : xmalloc(kl + 1);
+			memcpy(key, k, kl);
+			key[kl] = '\0';
+			jp_ws(p);
+			if (p->i >= p->n || s[p->i] != ':') {
+				if (key != kbuf)
+					free(key);
+				goto bad_obj;
+			}
+			p->i++;
+			x = jp_value(p);
+			if (x == NULL) {
+				if (key != kbuf)
+					free(key);
+				goto fail_obj;
+			}
+			json_object_set_new_nocheck(v, key, x);
+			if (key != kbuf)
+				free(key);
+			jp_ws(p);
+			if (p->i < p->n && s[p->i] == ',') {
+				p->i++;
+				continue;
+			}
+			if (p->i < p->n && s[p->i] == '}') {
+				p->i++;
+				break;
+			}
+			goto bad_obj;
+		}
+		p->depth--;
+		return v;
+bad_obj:
+		jp_fail(p, "expected '\"', ':', ',' or '}' in object");
+fail_obj:
+		json_decref(v);
+		return NULL;
+	}
+	case '[':
+		if (++p->depth > p->max_depth)
+			return jp_fail(p, "nesting too deep");
+		p->i++;
+		v = json_array();
+		jp_ws(p);
+		if (p->i < p->n && s[p->i] == ']') {
+			p->i++;
+			break;
+		}
+		for (;;) {
+			json_t *x = jp_value(p);
+
+			if (x == NULL) {
+				json_decref(v);
+				return NULL;
+			}
+			json_array_append_new(v, x);
+			jp_ws(p);
+			if (p->i < p->n && s[p->i] == ',') {
+				p->i++;
+				continue;
+			}
+			if (p->i < p->n && s[p->i] == ']') {
+				p->i++;
+				break;
+			}
+			json_decref(v);
+			return jp_fail(p, "expected ',' or ']' in array");
+		}
+		break;
+	case '"': {
+		const char *str;
+		size_t l;
+
+		if (jp_string(p, &str, &l) < 0)
+			return NULL;
+		return json_stringn_nocheck(str, l);
+	}
+	case 't':
+		if (p->n - p->i >= 4 && memcmp(s + p->i, "true", 4) == 0) {
+			p->i += 4;
+			return json_true();
+		}
+		return jp_fail(p, "invalid literal");
+	case 'f':
+		if (p->n - p->i >= 5 && memcmp(s + p->i, "false", 5) == 0) {
+			p->i += 5;
+			return json_false();
+		}
+		return jp_fail(p, "invalid literal");
+	case 'n':
+		if (p->n - p->i >= 4 && memcmp(s + p->i, "null", 4) == 0) {
+			p->i += 4;
+			return json_null();
+		}
+		return jp_fail(p, "invalid literal");
+	default:
+		if (s[p->i] == '-' || (s[p->i] >= '0' && s[p->i] <= '9'))
+			return jp_number(p);
+		return jp_fail(p, "unexpected character");
+	}
+	/* empty object or array */
+	p->depth--;
+	return v;
+}
+
 json_t *
 request_parse(const char *body, size_t len, int max_depth, char *err,
     size_t errlen)
 {
-	json_error_t e;
+	struct jp p;
 	json_t *root;
-	long at;
 
 	if (max_depth <= 0)
 		max_depth = DEFAULT_MAX_DEPTH;
@@ -104,20 +566,31 @@ request_parse(const char *body, size_t len, int max_depth, char *err,
 		snprintf(err, errlen, "empty request body: send a JSON object");
 		return NULL;
 	}
-	if ((at = depth_exceeded(body, len, max_depth)) >= 0) {
-		snprintf(err, errlen, "JSON nesting deeper than %d (at byte %ld)",
-		    max_depth, at);
-		return NULL;
-	}
-	root = json_loadb(body, len, 0, &e);
-	if (root == NULL) {
-		snprintf(err, errlen, "invalid JSON at byte %d: %s",
-		    e.position, e.text);
-		return NULL;
-	}
-	if (!json_is_object(root)) {
-		json_decref(root);
+	memset(&p, 0, sizeof(p));
+	p.s = (const unsigned char *)body;
+	p.n = len;
+	p.max_depth = max_depth;
+	jp_ws(&p);
+	if (p.i < p.n && p.s[p.i] != '{') {
 		snprintf(err, errlen, "the request body must be a JSON object");
+		return NULL;
+	}
+	root = jp_value(&p);
+	if (root != NULL) {
+		jp_ws(&p);
+		if (p.i < p.n) {
+			json_decref(root);
+			root = jp_fail(&p, "trailing data after the JSON value");
+		}
+	}
+	free(p.buf);
+	if (root == NULL) {
+		if (strcmp(p.why, "nesting too deep") == 0)
+			snprintf(err, errlen, "JSON nesting deeper than %d "
+			    "(at byte %zu)", max_depth, p.at);
+		else
+			snprintf(err, errlen, "invalid JSON at byte %zu: %s",
+			    p.at, p.why);
 		return NULL;
 	}
 	return root;

@@ -65,6 +65,7 @@ START_TEST(test_parse_errors)
 {
 	char err[256];
 	char deep[400];
+	json_t *ok;
 	int i;
 
 	ck_assert_ptr_null(parse("{\"a\":", err));
@@ -81,12 +82,38 @@ START_TEST(test_parse_errors)
 	/* a raw NUL byte */
 	ck_assert_ptr_null(request_parse("{\"a\":\"x\0\"}", 9, 64, err, 256));
 	/* nesting */
-	for (i = 0; i < 100; i++)
+	strcpy(deep, "{\"a\":");
+	for (i = 5; i < 105; i++)
 		deep[i] = '[';
-	deep[0] = '{';
-	strcpy(deep + 100, "");
-	ck_assert_ptr_null(request_parse(deep, 100, 64, err, 256));
+	ck_assert_ptr_null(request_parse(deep, 105, 64, err, 256));
 	ck_assert_ptr_nonnull(strstr(err, "nesting deeper than 64"));
+	/* 63 levels inside the object are fine */
+	strcpy(deep, "{\"a\":");
+	for (i = 0; i < 63; i++)
+		deep[5 + i] = '[';
+	for (i = 0; i < 63; i++)
+		deep[68 + i] = ']';
+	deep[131] = '}';
+	ok = request_parse(deep, 132, 64, err, 256);
+	ck_assert_msg(ok != NULL, "%s", err);
+	json_decref(ok);
+	/* numbers, literals, escapes, trailing data */
+	ok = parse("{\"a\":[-1.5e3,0,true,false,null,\"\\t\\/\"]}", err);
+	ck_assert_msg(ok != NULL, "%s", err);
+	ck_assert(json_real_value(json_array_get(json_object_get(ok, "a"), 0))
+	    == -1500.0);
+	ck_assert_str_eq(json_string_value(json_array_get(
+	    json_object_get(ok, "a"), 5)), "\t/");
+	json_decref(ok);
+	ck_assert_ptr_null(parse("{\"a\":01}", err));
+	ck_assert_ptr_null(parse("{\"a\":1} x", err));
+	ck_assert_ptr_null(parse("{\"a\":tru}", err));
+	ck_assert_ptr_null(parse("{\"a\":\"\t\"}", err));	/* raw tab */
+	ck_assert_ptr_null(parse("{\"a\":99999999999999999999}", err));
+	ck_assert_ptr_null(parse("{\"a\":\"\xed\xa0\x80\"}", err));
+	ck_assert_ptr_null(parse("{\"a\":\"\xc0\xaf\"}", err));
+	ck_assert_ptr_null(parse("{\"a\" 1}", err));
+	ck_assert_ptr_null(parse("{\"a\":[1,]}", err));
 	/* brackets inside strings do not count */
 	{
 		json_t *j = parse("{\"a\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["

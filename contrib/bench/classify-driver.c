@@ -6,7 +6,8 @@
  * not part of the default build.
  *
  *   classify-driver [-q] [-n REPEAT] FILE|-
- *   -q: print nothing (timing only); -n: classify every body N times.
+ *   -q: print nothing (timing only); -n: classify every body N times;
+ *   -p: parse the bodies only (to separate JSON cost from classification).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@ main(int argc, char **argv)
 	char *line = NULL, err[256];
 	size_t cap = 0;
 	ssize_t n;
-	int quiet = 0, repeat = 1, i;
+	int quiet = 0, repeat = 1, i, parse_only = 0;
 	struct classifier *c = classifier_new(NULL, 0, NULL);
 	struct scan *s = scan_new();
 	double t_class = 0;
@@ -34,6 +35,8 @@ main(int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-q") == 0)
 			quiet = 1;
+		else if (strcmp(argv[i], "-p") == 0)
+			parse_only = 1;
 		else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
 			repeat = atoi(argv[++i]);
 		else if (strcmp(argv[i], "-") != 0 &&
@@ -68,7 +71,7 @@ main(int argc, char **argv)
 			    json_string_length(body), 64, err, sizeof(err));
 
 			scan_reset(s);
-			if (root != NULL) {
+			if (root != NULL && !parse_only) {
 				if (classify_request(c, s, root, endp, err,
 				    sizeof(err)) < 0)
 					err[0] = err[0];
