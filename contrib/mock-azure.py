@@ -20,11 +20,14 @@ import os
 import sys
 import urllib.parse
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mock_common as mc  # noqa: E402
 
 
 class AzureHandler(mc.Handler):
+    kind = "azure"
+
     def reject(self, status, code, message):
         self.verdict = "rejected: " + message
         self.send_json(status, {"error": {"code": code, "message": message}})

@@ -32,6 +32,7 @@ import sys
 import urllib.parse
 import zlib
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mock_common as mc  # noqa: E402
 
@@ -254,6 +255,8 @@ def plan_answer(req):
 
 
 class BedrockHandler(mc.Handler):
+    kind = "bedrock"
+
     def error(self, status, message):
         et = ERRORS.get(status, "InternalServerException")
         self.send_json(status, {"message": message}, extra={

@@ -33,6 +33,7 @@ import threading
 import time
 import urllib.parse
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mock_common as mc  # noqa: E402
 
@@ -90,6 +91,8 @@ def check_jwt(jwt, pubkey, email, aud):
 
 
 class VertexHandler(mc.Handler):
+    kind = "vertex"
+
     def google_error(self, status, msg, st="INVALID_ARGUMENT"):
         self.send_json(status, {"error": {"code": status, "message": msg,
                                           "status": st}})

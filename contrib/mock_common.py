@@ -8,7 +8,9 @@ Every mock:
   --log F         append one JSON line per request received
                   ({"method", "path", "headers", "body", "verdict"})
   --mode M        default behaviour; a request header X-Mock-Mode overrides
-                  it per request. Modes common to all mocks:
+                  it per request ("MODE" for every mock, or
+                  "bedrock=bad-crc,azure=status-429" by kind). Modes common
+                  to all mocks:
                     ok            a normal answer
                     status-NNN    answer HTTP NNN with the cloud's error body
                     malformed     a 200 whose JSON body is cut
@@ -69,8 +71,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
+    kind = "mock"
+
     def mode(self):
-        return self.headers.get("X-Mock-Mode") or self.server.args.mode
+        """X-Mock-Mode: MODE applies to every mock the request reaches
+        (the gateway forwards it on failover too); "bedrock=bad-crc,
+        vertex=ok" targets mocks by kind."""
+        h = self.headers.get("X-Mock-Mode")
+        if not h:
+            return self.server.args.mode
+        if "=" not in h:
+            return h.strip()
+        for part in h.split(","):
+            k, _, v = part.strip().partition("=")
+            if k == self.kind:
+                return v
+        return self.server.args.mode
 
     def do_POST(self):
         body = self.read_body()
