@@ -513,6 +513,12 @@ load_tls(struct backend *b, const struct ynode *m, const char *dir,
 	if (b->tls.ca_file && access(b->tls.ca_file, R_OK) != 0)
 		ynode_diag(ynode_get(m, "ca_file"), d, DIAG_ERROR, "tls.ca_file "
 		    "%s: %s", b->tls.ca_file, strerror(errno));
+	if (b->tls.cert && access(b->tls.cert, R_OK) != 0)
+		ynode_diag(ynode_get(m, "cert"), d, DIAG_ERROR, "tls.cert "
+		    "%s: %s", b->tls.cert, strerror(errno));
+	if (b->tls.key && access(b->tls.key, R_OK) != 0)
+		ynode_diag(ynode_get(m, "key"), d, DIAG_ERROR, "tls.key %s: %s",
+		    b->tls.key, strerror(errno));
 }
 
 static void

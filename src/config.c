@@ -443,6 +443,13 @@ config_load(const char *path, struct diags *d)
 		if ((c->tls_cert == NULL) != (c->tls_key == NULL))
 			ynode_diag(n, d, DIAG_ERROR, "tls needs both cert and "
 			    "key");
+		/* found now rather than when serve binds the listener */
+		if (c->tls_cert && access(c->tls_cert, R_OK) != 0)
+			ynode_diag(ynode_get(n, "cert"), d, DIAG_ERROR,
+			    "tls.cert %s: %s", c->tls_cert, strerror(errno));
+		if (c->tls_key && access(c->tls_key, R_OK) != 0)
+			ynode_diag(ynode_get(n, "key"), d, DIAG_ERROR,
+			    "tls.key %s: %s", c->tls_key, strerror(errno));
 	}
 	set_path(&c->policy_path, ynode_get(root, "policy"), "policy", c->dir,
 	    d);

@@ -257,7 +257,7 @@ END_TEST
 static const char *full_config =
     "listen: 0.0.0.0:8443\n"
     "admin_listen: off\n"
-    "tls: {cert: tls/gw.crt, key: /etc/gw.key}\n"
+    "tls: {cert: tls/gw.crt, key: /dev/null}\n"
     "policy: policy/\n"
     "backends: ./backends\n"
     "shadow_policy: candidate.yaml\n"
@@ -285,6 +285,7 @@ START_TEST(test_config_full)
 	char buf[600];
 
 	mk_tmp();
+	put("tls/gw.crt", "not checked beyond being readable\n");
 	path = put("sovgate.yaml", full_config);
 	c = config_load(path, d);
 	if (c == NULL)
@@ -295,7 +296,7 @@ START_TEST(test_config_full)
 	ck_assert_ptr_null(c->admin_listen);
 	snprintf(buf, sizeof(buf), "%s/tls/gw.crt", c->dir);
 	ck_assert_str_eq(c->tls_cert, buf);
-	ck_assert_str_eq(c->tls_key, "/etc/gw.key");
+	ck_assert_str_eq(c->tls_key, "/dev/null");
 	snprintf(buf, sizeof(buf), "%s/policy/", c->dir);
 	ck_assert_str_eq(c->policy_path, buf);
 	snprintf(buf, sizeof(buf), "%s/backends", c->dir);
@@ -396,6 +397,7 @@ START_TEST(test_config_errors)
 	    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}\n"
 	    "limits: {max_body: lots, header_timeout: 10, max_json_depth: 0}\n"
 	    "workers: many\n"					/* 9 */
+	    "tls: {cert: nothere.crt, key: nothere.key}\n"	/* 10 */
 	    ), d);
 	ck_assert_ptr_null(c);
 	ck_assert(has_diag(d, DIAG_ERROR, 1, "HOST:PORT"));
@@ -408,6 +410,7 @@ START_TEST(test_config_errors)
 	ck_assert(has_diag(d, DIAG_ERROR, 8, "not a duration"));
 	ck_assert(has_diag(d, DIAG_ERROR, 8, "max_json_depth"));
 	ck_assert(has_diag(d, DIAG_ERROR, 9, "workers"));
+	ck_assert(has_diag(d, DIAG_ERROR, 10, "nothere.crt"));
 	/* a raw key pasted in place of its hash is never echoed */
 	{
 		size_t i;
