@@ -118,7 +118,7 @@ class VertexHandler(mc.Handler):
         if form.get("grant_type", [""])[0] != JWT_BEARER:
             self.verdict = "rejected: grant_type"
             return self.send_json(400, {"error": "unsupported_grant_type"})
-        aud = "http://%s/token" % self.headers.get("Host")
+        aud = "%s://%s/token" % (srv.scheme, self.headers.get("Host"))
         why = check_jwt(form.get("assertion", [""])[0], srv.pubkey,
                         srv.args.client_email, aud)
         if why:
@@ -241,7 +241,8 @@ def main():
                   "private_key_id": secrets.token_hex(20),
                   "private_key": pem, "client_email": args.client_email,
                   "client_id": "1234567890",
-                  "token_uri": "http://127.0.0.1:%d/token" % srv.port}
+                  "token_uri": "%s://127.0.0.1:%d/token" % (srv.scheme,
+                                                             srv.port)}
             tmp = args.write_sa + ".tmp"
             with open(tmp, "w") as f:
                 json.dump(sa, f, indent=2)

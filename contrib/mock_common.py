@@ -5,6 +5,8 @@ only.
 Every mock:
   --port N        listen on 127.0.0.1:N (0: any free port)
   --port-file F   write the chosen port to F once listening
+  --tls-cert C --tls-key K
+                  serve HTTPS (to test ca_file, server_name, verification)
   --log F         append one JSON line per request received
                   ({"method", "path", "headers", "body", "verdict"})
   --mode M        default behaviour; a request header X-Mock-Mode overrides
@@ -26,6 +28,7 @@ import argparse
 import http.server
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -40,6 +43,9 @@ def base_args(description):
     p.add_argument("--port-file")
     p.add_argument("--log")
     p.add_argument("--mode", default="ok")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate "
+                   "(PEM, chain first) ...")
+    p.add_argument("--tls-key", help="... and this key")
     return p
 
 
@@ -218,6 +224,12 @@ def serve(handler_cls, args, setup=None):
     srv.daemon_threads = True
     srv.args = args
     srv.log = Log(args.log)
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.scheme = "https" if args.tls_cert else "http"
     port = srv.server_address[1]
     srv.port = port
     if setup:

@@ -33,7 +33,7 @@ ends_with(const char *s, const char *suffix)
 	return n >= m && ascii_casecmp(s + n - m, suffix) == 0;
 }
 
-int
+static int
 azure_is_foundry(const struct backend *b)
 {
 	const char *bp = b->base_path ? b->base_path : "";
@@ -59,7 +59,7 @@ query_value_safe(const char *v)
 
 /* The request path (with query) for endpoint ep; NULL with err if the
  * shape has no such endpoint. */
-char *
+static char *
 azure_path(const struct backend *b, enum endpoint ep, char *err,
     size_t errlen)
 {

@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <arpa/inet.h>
 
 #include <event2/buffer.h>
 #include <jansson.h>
@@ -354,6 +355,21 @@ r_on_complete(void *arg)
 	((struct resp *)arg)->done = 1;
 }
 
+/* The name the certificate must carry: a DNS name (also sent as SNI) or
+ * an IP address literal (never sent as SNI). */
+static int
+set_peer_name(SSL *ssl, const char *host)
+{
+	unsigned char a[16];
+
+	if (inet_pton(AF_INET, host, a) == 1 ||
+	    inet_pton(AF_INET6, host, a) == 1)
+		return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+		    host) == 1;
+	return SSL_set_tlsext_host_name(ssl, host) == 1 &&
+	    SSL_set1_host(ssl, host) == 1;
+}
+
 /* POSTs a form and reads the answer (status and body). 0 or -1. */
 static int
 http_post_form(const char *url, const char *ca_file, const char *form,
@@ -400,8 +416,7 @@ http_post_form(const char *url, const char *ca_file, const char *form,
 		}
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 		ssl = SSL_new(ctx);
-		if (ssl == NULL || !SSL_set_tlsext_host_name(ssl, u.host) ||
-		    !SSL_set1_host(ssl, u.host)) {
+		if (ssl == NULL || !set_peer_name(ssl, u.host)) {
 			snprintf(err, errlen, "cannot set up TLS for the token "
 			    "endpoint");
 			goto out;
