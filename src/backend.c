@@ -618,6 +618,15 @@ duration_format(int64_t ms, char *out, size_t len)
 	fmt_duration(ms, out, len);
 }
 
+/* Plain http to the machine itself crosses no network (a local tunnel or
+ * a test double), so it deserves no warning. */
+static int
+host_is_loopback(const char *h)
+{
+	return strcmp(h, "localhost") == 0 || strcmp(h, "::1") == 0 ||
+	    strncmp(h, "127.", 4) == 0;
+}
+
 /* Parse one descriptor (a mapping). NULL on error. */
 static struct backend *
 backend_parse(const struct ynode *m, const char *file, const char *dir,
@@ -815,7 +824,8 @@ backend_parse(const struct ynode *m, const char *file, const char *dir,
 	if (n != NULL && b->endpoint && !b->use_tls)
 		ynode_diag(n, d, DIAG_WARNING, "tls settings are ignored: the "
 		    "endpoint is plain http");
-	if (b->host && !b->use_tls && b->hosting == HOST_VENDOR)
+	if (b->host && !b->use_tls && b->hosting == HOST_VENDOR &&
+	    !host_is_loopback(b->host))
 		ynode_diag(ynode_get(m, "endpoint"), d, DIAG_WARNING, "backend "
 		    "'%s' is vendor-hosted but its endpoint is plain http: "
 		    "prompts would cross networks unencrypted", b->name ?

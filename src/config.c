@@ -53,20 +53,31 @@ path_dirname(const char *path)
 char *
 path_resolve(const char *dir, const char *p)
 {
-	size_t dl;
+	size_t dl, rl;
+	char *r;
 
 	if (p == NULL)
 		return NULL;
-	if (p[0] == '/' || dir == NULL)
-		return xstrdup(p);
+	if (p[0] == '/' || dir == NULL) {
+		r = xstrdup(p);
+		rl = strlen(r);
+		while (rl > 1 && r[rl - 1] == '/')
+			r[--rl] = '\0';
+		return r;
+	}
 	dl = strlen(dir);
 	/* "policy/" and "./policy" both name the same directory */
 	while (p[0] == '.' && p[1] == '/')
 		p += 2;
 	if (p[0] == '\0' || strcmp(p, ".") == 0)
 		return xstrdup(dir);
-	return xasprintf("%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/",
-	    p);
+	r = xasprintf("%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", p);
+	/* "policy/" and "policy" are the same directory: one spelling
+	 * keeps messages (dir//file) and comparisons tidy */
+	rl = strlen(r);
+	while (rl > 1 && r[rl - 1] == '/')
+		r[--rl] = '\0';
+	return r;
 }
 
 /* An absolute version of the config file's own path: realpath when it
@@ -383,6 +394,13 @@ config_load(const char *path, struct diags *d)
 
 	if (d == NULL)
 		d = own = diags_new();
+	if (access(path, F_OK) != 0) {
+		diags_add(d, DIAG_ERROR, path, 0, 0, "cannot read the gateway "
+		    "config: %s; pass -c FILE or set SOVGATE_CONFIG",
+		    strerror(errno));
+		diags_free(own);
+		return NULL;
+	}
 	doc = ydoc_load(path, d);
 	if (doc == NULL) {
 		diags_free(own);

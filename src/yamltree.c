@@ -652,7 +652,8 @@ yaml_files_in(const char *dir, size_t *n, struct diags *d)
 			cap = cap ? cap * 2 : 16;
 			v = xrealloc(v, cap * sizeof(*v));
 		}
-		v[(*n)++] = xasprintf("%s/%s", dir, e->d_name);
+		v[(*n)++] = xasprintf("%s%s%s", dir, dir[0] && dir[strlen(dir) -
+		    1] == '/' ? "" : "/", e->d_name);
 	}
 	closedir(dp);
 	if (*n)
