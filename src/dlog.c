@@ -1748,10 +1748,15 @@ verify_chain(sqlite3 *db, enum chain_id c, EVP_MD_CTX *md,
 				report(rep, c, seq, label, "does not link to the "
 				    "chain's anchor (seq %lld): the rows before "
 				    "it were deleted", (long long)anchor_seq);
-			else if (seq != last_seq + 1)
+			else if (seq == last_seq + 2)
+				report(rep, c, seq, label, "does not link to the "
+				    "row before it (seq %lld): row seq %lld was "
+				    "deleted", (long long)last_seq,
+				    (long long)last_seq + 1);
+			else if (seq > last_seq + 2)
 				report(rep, c, seq, label, "does not link to the "
 				    "row before it (seq %lld): the rows between "
-				    "(seq %lld..%lld) were deleted",
+				    "(seq %lld to %lld) were deleted",
 				    (long long)last_seq, (long long)last_seq + 1,
 				    (long long)seq - 1);
 			else
