@@ -14,6 +14,7 @@
 #include "classify.h"
 #include "config.h"
 #include "diag.h"
+#include "dlog.h"
 #include "extract.h"
 #include "policy.h"
 #include "snapshot.h"
@@ -22,6 +23,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +255,17 @@ lint_unmentioned(const struct policy *p, struct diags *d)
 	}
 }
 
+static int
+has_floor(const struct policy *p, const char *client)
+{
+	size_t i;
+
+	for (i = 0; i < p->nfloors; i++)
+		if (strcmp(p->floors[i].client, client) == 0)
+			return 1;
+	return 0;
+}
+
 static void
 lint_policy(const struct gw_config *cfg, const struct policy *p,
     struct diags *d)
@@ -275,7 +288,8 @@ lint_policy(const struct gw_config *cfg, const struct policy *p,
 			    "name", p->floors[i].client, cfg->path);
 	for (i = 0; cfg && i < p->ntests; i++)
 		if (p->tests[i].client && config_client_by_name(cfg,
-		    p->tests[i].client) == NULL)
+		    p->tests[i].client) == NULL && !has_floor(p,
+		    p->tests[i].client))	/* else warned above */
 			diags_add(d, DIAG_WARNING, p->tests[i].file,
 			    p->tests[i].line, p->tests[i].col, "test '%s' uses "
 			    "client '%s', which the config does not define",
@@ -950,6 +964,273 @@ policy_test(const char *config_path, int argc, char **argv)
 	return rc;
 }
 
+
+/* ---- policy replay ---- */
+
+/* (old -> new) pairs and how often each occurred. */
+struct tally {
+	char **keys;
+	unsigned *counts;
+	size_t n, cap;
+};
+
+static void
+tally_add(struct tally *t, const char *a, const char *b)
+{
+	char *k = xasprintf("%s -> %s", a, b);
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		if (strcmp(t->keys[i], k) == 0) {
+			t->counts[i]++;
+			free(k);
+			return;
+		}
+	if (t->n == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 8;
+		t->keys = xrealloc(t->keys, t->cap * sizeof(*t->keys));
+		t->counts = xrealloc(t->counts, t->cap * sizeof(*t->counts));
+	}
+	t->keys[t->n] = k;
+	t->counts[t->n++] = 1;
+}
+
+static void
+tally_print(const struct tally *t, const char *what)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		printf("  %-8s %-48s %u\n", what, t->keys[i], t->counts[i]);
+}
+
+static void
+tally_free(struct tally *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		free(t->keys[i]);
+	free(t->keys);
+	free(t->counts);
+}
+
+static const char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *v = sqlite3_column_text(st, i);
+
+	return v ? (const char *)v : NULL;
+}
+
+/*
+ * Re-decide logged requests under a candidate policy from what the log
+ * kept (findings with counts, client, model, declared level). Credentials
+ * and health are ignored, as in policy test: the question is what the
+ * policy would do. A custom detector the old policy did not have cannot be
+ * replayed (the log holds no text), which the report says.
+ */
+static int
+policy_replay(const char *config_path, int argc, char **argv)
+{
+	const char *newp = NULL, *since = NULL, *until = NULL;
+	int64_t since_ms = 0, until_ms = INT64_MAX;
+	struct diags *d;
+	struct gw_config *cfg = NULL;
+	struct backend_set *bs = NULL;
+	struct policy *p = NULL;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	struct decision *dec = NULL;
+	struct tally tl, tb, ta;
+	char err[512];
+	unsigned long total = 0, changed = 0, skipped = 0, undeclared = 0;
+	int a, rc = 2;
+
+	memset(&tl, 0, sizeof(tl));
+	memset(&tb, 0, sizeof(tb));
+	memset(&ta, 0, sizeof(ta));
+	for (a = 0; a < argc; a++) {
+		if (strcmp(argv[a], "--policy") == 0 && a + 1 < argc)
+			newp = argv[++a];
+		else if (strcmp(argv[a], "--since") == 0 && a + 1 < argc)
+			since = argv[++a];
+		else if (strcmp(argv[a], "--until") == 0 && a + 1 < argc)
+			until = argv[++a];
+		else {
+			fprintf(stderr, "sovgate policy replay: unexpected "
+			    "argument '%s'; usage: sovgate policy replay "
+			    "--policy NEW.yaml [--since T] [--until T]\n",
+			    argv[a]);
+			return 2;
+		}
+	}
+	if (newp == NULL) {
+		fprintf(stderr, "sovgate policy replay: name the candidate "
+		    "policy with --policy NEW.yaml\n");
+		return 2;
+	}
+	if (since && parse_time_arg(since, &since_ms) < 0) {
+		fprintf(stderr, "sovgate policy replay: --since '%s' is not a "
+		    "time; use RFC 3339 (2026-11-28T09:00:00Z) or -24h, -7d\n",
+		    since);
+		return 2;
+	}
+	if (until && parse_time_arg(until, &until_ms) < 0) {
+		fprintf(stderr, "sovgate policy replay: --until '%s' is not a "
+		    "time; use RFC 3339 (2026-11-28T09:00:00Z) or -24h, -7d\n",
+		    until);
+		return 2;
+	}
+	d = diags_new();
+	cfg = config_load(config_path, d);
+	if (cfg)
+		bs = backends_load(cfg->backends_path, d);
+	if (bs)
+		p = policy_load(newp, bs, d);
+	if (p == NULL) {
+		diags_print(d, stderr);
+		fprintf(stderr, "sovgate policy replay: cannot load the "
+		    "configuration and candidate policy; fix what is listed "
+		    "above\n");
+		goto out;
+	}
+	db = dlog_open_db(cfg->log_database, 0, err, sizeof(err));
+	if (db == NULL) {
+		fprintf(stderr, "sovgate policy replay: %s\n", err);
+		goto out;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT id, ts_ms, client, model, "
+	    "findings_json, declared_level, level, action, backend FROM "
+	    "decisions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY seq", -1, &st,
+	    NULL) != SQLITE_OK) {
+		fprintf(stderr, "sovgate policy replay: cannot read decisions "
+		    "from %s: %s\n", cfg->log_database, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, since_ms);
+	sqlite3_bind_int64(st, 2, until_ms);
+	dec = xcalloc(1, sizeof(*dec));
+	printf("replaying decisions from %s under policy %s (sha256 %s)\n",
+	    cfg->log_database, p->name, p->sha256);
+	printf("decisions that would change:\n");
+	for (;;) {
+		int step = sqlite3_step(st);
+		const char *id, *client, *model, *fj, *decl, *olevel, *oaction,
+		    *obackend, *nlevel, *naction, *nbackend;
+		struct scan sc;
+		struct decide_input in;
+		json_t *fo;
+		const char *k;
+		json_t *v;
+		char when[32];
+
+		if (step == SQLITE_DONE)
+			break;
+		if (step != SQLITE_ROW) {
+			fprintf(stderr, "sovgate policy replay: reading %s "
+			    "failed: %s\n", cfg->log_database,
+			    sqlite3_errmsg(db));
+			goto out;
+		}
+		id = col_text(st, 0);
+		client = col_text(st, 2);
+		model = col_text(st, 3);
+		fj = col_text(st, 4);
+		decl = col_text(st, 5);
+		olevel = col_text(st, 6);
+		oaction = col_text(st, 7);
+		obackend = col_text(st, 8);
+		/* error rows were never classified: nothing to re-decide */
+		if (oaction == NULL || strcmp(oaction, "error") == 0 ||
+		    model == NULL) {
+			skipped++;
+			continue;
+		}
+		total++;
+		memset(&sc, 0, sizeof(sc));
+		fo = json_loads(fj ? fj : "{}", 0, NULL);
+		json_object_foreach(fo, k, v) {
+			if (sc.ntypes < SCAN_MAX_TYPES && json_is_integer(v)) {
+				sc.types[sc.ntypes].type = k;
+				sc.types[sc.ntypes].count =
+				    (unsigned)json_integer_value(v);
+				sc.ntypes++;
+			}
+		}
+		memset(&in, 0, sizeof(in));
+		in.scan = &sc;
+		in.client = client;
+		in.model = model;
+		in.declared_level = decl ? policy_level_index(p, decl) : -1;
+		if (decl && in.declared_level < 0)
+			undeclared++;
+		in.ignore_credentials = 1;
+		if (policy_decide(p, bs, &in, NULL, NULL, dec) < 0) {
+			json_decref(fo);
+			skipped++;
+			continue;
+		}
+		json_decref(fo);
+		nlevel = p->levels[dec->level];
+		naction = dec->deny ? "deny" : "allow";
+		nbackend = dec->deny || dec->ncandidates == 0 ? "-" :
+		    dec->candidates[0]->name;
+		if (!obackend)
+			obackend = "-";
+		if (!olevel)
+			olevel = "-";
+		if (strcmp(olevel, nlevel) == 0 && strcmp(oaction,
+		    naction) == 0 && strcmp(obackend, nbackend) == 0)
+			continue;
+		changed++;
+		if (strcmp(olevel, nlevel) != 0)
+			tally_add(&tl, olevel, nlevel);
+		if (strcmp(obackend, nbackend) != 0)
+			tally_add(&tb, obackend, nbackend);
+		if (strcmp(oaction, naction) != 0)
+			tally_add(&ta, oaction, naction);
+		fmt_rfc3339_ms(sqlite3_column_int64(st, 1), when, sizeof(when));
+		printf("  %s %s client %s model %s:", when, id ? id : "?",
+		    client ? client : "-", model);
+		if (strcmp(olevel, nlevel) != 0)
+			printf(" level %s -> %s", olevel, nlevel);
+		if (strcmp(oaction, naction) != 0)
+			printf(" action %s -> %s", oaction, naction);
+		if (strcmp(obackend, nbackend) != 0)
+			printf(" backend %s -> %s", obackend, nbackend);
+		printf("\n");
+	}
+	if (changed == 0)
+		printf("  none\n");
+	printf("summary: %lu replayed, %lu would change, %lu skipped (errors "
+	    "or unreadable rows)\n", total, changed, skipped);
+	tally_print(&tl, "level");
+	tally_print(&tb, "backend");
+	tally_print(&ta, "action");
+	if (undeclared)
+		printf("note: %lu request%s declared a level the candidate "
+		    "policy does not have; replayed as undeclared\n", undeclared,
+		    undeclared == 1 ? "" : "s");
+	if (p->ncustom)
+		printf("note: the log keeps findings, not text: custom detectors "
+		    "the old policy lacked cannot fire in a replay\n");
+	rc = 0;
+out:
+	free(dec);
+	sqlite3_finalize(st);
+	if (db)
+		sqlite3_close(db);
+	tally_free(&tl);
+	tally_free(&tb);
+	tally_free(&ta);
+	policy_free(p);
+	backends_free(bs);
+	config_free(cfg);
+	diags_free(d);
+	return rc;
+}
+
 int
 cmd_policy(const char *config_path, int argc, char **argv)
 {
@@ -961,12 +1242,8 @@ cmd_policy(const char *config_path, int argc, char **argv)
 	}
 	if (strcmp(argv[0], "test") == 0)
 		return policy_test(config_path, argc - 1, argv + 1);
-	if (strcmp(argv[0], "replay") == 0) {
-		fprintf(stderr, "sovgate policy replay: not implemented yet; "
-		    "use 'sovgate policy test --policy NEW.yaml' to check a "
-		    "candidate policy meanwhile\n");
-		return 2;
-	}
+	if (strcmp(argv[0], "replay") == 0)
+		return policy_replay(config_path, argc - 1, argv + 1);
 	fprintf(stderr, "sovgate policy: unknown subcommand '%s'; use test or "
 	    "replay\n", argv[0]);
 	return 2;

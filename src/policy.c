@@ -1777,3 +1777,29 @@ decision_candidates_json(const struct decision *d)
 		fatal("decision_candidates_json: out of memory");
 	return s;
 }
+
+char *
+decision_summary_json(const struct policy *p, const struct decision *d)
+{
+	json_t *o = json_object();
+	char *s;
+
+	json_object_set_new(o, "policy", json_string(p->name));
+	json_object_set_new(o, "policy_sha256", json_string(p->sha256));
+	json_object_set_new(o, "level", json_string(d->level >= 0 &&
+	    d->level < p->nlevels ? p->levels[d->level] : "?"));
+	json_object_set_new(o, "level_rule", json_string(d->level_rule));
+	json_object_set_new(o, "action", json_string(d->deny ? "deny" :
+	    "allow"));
+	json_object_set_new(o, "backend", !d->deny && d->ncandidates ?
+	    json_string(d->candidates[0]->name) : json_null());
+	if (d->deny) {
+		json_object_set_new(o, "deny_code", json_string(d->deny_code));
+		json_object_set_new(o, "reason", json_string(d->reason));
+	}
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (s == NULL)
+		fatal("decision_summary_json: out of memory");
+	return s;
+}

@@ -162,6 +162,10 @@ const char *verdict_name(enum verdict v);
 char *decision_candidates_json(const struct decision *d);
 
 /* ---- additions ---- */
+/* {"policy","policy_sha256","level","level_rule","action","backend"
+ * [,"deny_code","reason"]}: one decision in a line, e.g. the shadow
+ * policy's verdict stored beside the real one (dlog shadow_json). */
+char *decision_summary_json(const struct policy *p, const struct decision *d);
 /* Like policy_load, but returns what could be loaded despite errors (NULL
  * only when the files cannot be read or parsed, or define no levels): for
  * `check`, which lints a broken policy too. Never serve from it. */

@@ -7,6 +7,7 @@
  */
 #include <check.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -850,6 +851,123 @@ START_TEST(test_no_route)
 END_TEST
 
 
+
+START_TEST(test_decision_summary)
+{
+	struct decision d;
+	char *j;
+
+	memset(&sc, 0, sizeof(sc));
+	scan_set("iban", 1);
+	decide(&d);
+	j = decision_summary_json(pol, &d);
+	ck_assert(strstr(j, "\"policy\":\"hospital-default\""));
+	ck_assert(strstr(j, "\"level\":\"confidential\""));
+	ck_assert(strstr(j, "\"action\":\"allow\""));
+	ck_assert(strstr(j, "\"backend\":\"onprem-vllm\""));
+	free(j);
+	decide_full(NULL, "gpt-4o", -1, NULL, &d);
+	j = decision_summary_json(pol, &d);
+	ck_assert(strstr(j, "\"backend\":null"));
+	ck_assert(strstr(j, "\"deny_code\":\"no_allowed_backend\""));
+	free(j);
+}
+END_TEST
+
+/* Runs a command with stdout captured into buf. */
+static int
+run_captured(int (*fn)(const char *, int, char **), const char *config,
+    int argc, char **argv, char *buf, size_t len)
+{
+	char path[600];
+	FILE *f;
+	size_t n;
+	int rc, saved;
+
+	snprintf(path, sizeof(path), "%s/stdout.txt", tmpdir);
+	fflush(stdout);
+	saved = dup(1);
+	f = fopen(path, "w");
+	dup2(fileno(f), 1);
+	rc = fn(config, argc, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	fclose(f);
+	f = fopen(path, "r");
+	n = fread(buf, 1, len - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return rc;
+}
+
+START_TEST(test_policy_replay)
+{
+	sqlite3 *db;
+	char cfg[600], out[8192];
+	char *argv[8];
+	const char *src = getenv("SOVGATE_SRCDIR");
+	char schema[600];
+	size_t len;
+	char *sql;
+
+	if (src == NULL || *src == '\0')
+		src = ".";
+	snprintf(schema, sizeof(schema), "%s/sql/schema.sql", src);
+	sql = read_file(schema, &len);
+	ck_assert_ptr_nonnull(sql);
+	ck_assert_int_eq(sqlite3_open(sub("log.db"), &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	free(sql);
+	ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO decisions(id, ts_ms, "
+	    "client, model, findings_json, declared_level, level, action, "
+	    "backend, prev_hash, row_hash) VALUES "
+	    "('d1', 1000, 'a', 'mistral-large-latest', '{\"iban\":1}', NULL, "
+	    "'confidential', 'allow', 'onprem-vllm', '', ''),"
+	    "('d2', 2000, 'a', 'mistral-large-latest', '{\"email\":1}', NULL, "
+	    "'internal', 'allow', 'mistral-eu', '', ''),"
+	    "('d3', 3000, NULL, NULL, '{}', NULL, NULL, 'error', NULL, '', '')",
+	    NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	snprintf(cfg, sizeof(cfg), "policy: policy.yaml\nbackends: backends\n"
+	    "log: {database: log.db}\n");
+	put("gw.yaml", cfg);
+	/* a candidate that sends e-mail addresses to the hospital's own
+	 * hardware only */
+	put("new.yaml", "name: stricter\nlevels: [public, internal]\n"
+	    "classify: {findings: {email: internal}}\n"
+	    "routes:\n  public: {prefer: [mistral-eu]}\n"
+	    "  internal: {require: {hosting: self}, prefer: [onprem-vllm]}\n");
+	argv[0] = "replay";
+	argv[1] = "--policy";
+	argv[2] = (char *)sub("new.yaml");
+	argv[2] = strdup(argv[2]);
+	ck_assert_int_eq(run_captured(cmd_policy, sub("gw.yaml"), 3, argv,
+	    out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "3 replayed") == NULL, "%s", out);
+	ck_assert_msg(strstr(out, "2 replayed, 2 would change, 1 skipped"),
+	    "%s", out);
+	ck_assert_msg(strstr(out, "d1 client a model mistral-large-latest: "
+	    "level confidential -> public backend onprem-vllm -> mistral-eu"),
+	    "%s", out);
+	ck_assert_msg(strstr(out, "d2 client a model mistral-large-latest: "
+	    "backend mistral-eu -> onprem-vllm"), "%s", out);
+	/* a window */
+	argv[3] = "--since";
+	argv[4] = "1970-01-01T00:00:01.500Z";
+	ck_assert_int_eq(run_captured(cmd_policy, sub("gw.yaml"), 5, argv,
+	    out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "1 replayed, 1 would change"), "%s", out);
+	/* usage errors */
+	argv[4] = "soon";
+	ck_assert_int_eq(run_captured(cmd_policy, sub("gw.yaml"), 5, argv,
+	    out, sizeof(out)), 2);
+	ck_assert_int_eq(run_captured(cmd_policy, sub("gw.yaml"), 1, argv,
+	    out, sizeof(out)), 2);
+	free(argv[2]);
+}
+END_TEST
+
 /* The shipped examples load without errors or warnings (credentials
  * aside) and their tests pass against the shipped backends. */
 START_TEST(test_shipped_examples)
@@ -934,6 +1052,8 @@ main(void)
 	tcase_add_test(td, test_requirement_reasons);
 	tcase_add_test(td, test_no_route);
 	tcase_add_test(tl, test_shipped_examples);
+	tcase_add_test(td, test_decision_summary);
+	tcase_add_test(td, test_policy_replay);
 	suite_add_tcase(s, tl);
 	suite_add_tcase(s, td);
 	sr = srunner_create(s);
