@@ -163,8 +163,13 @@ fold_string(const char *w)
 struct ac {
 	uint8_t cls[256];
 	uint32_t ncls;
-	/* Transitions, rows pre-multiplied by ncls; the top bit of an entry
-	 * says the target state reports something. */
+	unsigned shift;		/* row of state s starts at s << shift */
+	size_t maxlen;		/* longest pattern */
+	/* Transitions; the top bit of an entry says the target state reports
+	 * something. States are numbered breadth-first, so the shallow ones
+	 * that ordinary text keeps visiting share a few cache lines; 16-bit
+	 * entries when the automaton is small enough (it is, built in). */
+	uint16_t *d16;
 	uint32_t *delta;
 	int32_t *out;		/* first pattern ending at a state, -1 none */
 	uint32_t *dlink;	/* next suffix state with output, 0 none */
@@ -206,6 +211,8 @@ ac_build(struct classifier *c)
 		const unsigned char *w = (const unsigned char *)c->pats[i].w;
 
 		total += c->pats[i].len;
+		if (c->pats[i].len > a->maxlen)
+			a->maxlen = c->pats[i].len;
 		for (k = 0; k < c->pats[i].len; k++)
 			used[w[k]] = 1;
 	}
@@ -259,16 +266,46 @@ ac_build(struct classifier *c)
 		}
 	}
 	a->nstates = n;
-	a->delta = xmalloc((size_t)n * a->ncls * sizeof(*a->delta));
-	for (s = 0; s < n; s++)
-		for (k = 0; k < a->ncls; k++) {
-			uint32_t t = go[(size_t)s * a->ncls + k];
-			uint32_t v = t * a->ncls;
+	for (a->shift = 0; (1u << a->shift) < a->ncls; a->shift++)
+		;
+	{
+		/* renumber breadth-first: root 0, then the queue order */
+		uint32_t *id = xmalloc((size_t)n * sizeof(*id));
+		int32_t *out = xmalloc((size_t)n * sizeof(*out));
+		uint32_t *dl = xcalloc(n, sizeof(*dl));
+		size_t rows = (size_t)n << a->shift;
 
-			if (a->out[t] >= 0 || a->dlink[t] != 0)
-				v |= AC_OUT;
-			a->delta[(size_t)s * a->ncls + k] = v;
+		id[0] = 0;
+		for (k = 0; k < qt; k++)
+			id[queue[k]] = k + 1;
+		if (n < 0x8000)
+			a->d16 = xcalloc(rows, sizeof(*a->d16));
+		else
+			a->delta = xcalloc(rows, sizeof(*a->delta));
+		for (s = 0; s < n; s++) {
+			uint32_t ns = id[s];
+
+			out[ns] = a->out[s];
+			dl[ns] = id[a->dlink[s]];
+			for (k = 0; k < a->ncls; k++) {
+				uint32_t tg = go[(size_t)s * a->ncls + k];
+				int rep = a->out[tg] >= 0 || a->dlink[tg] != 0;
+				size_t at = ((size_t)ns << a->shift) + k;
+
+				if (a->d16 != NULL)
+					a->d16[at] = (uint16_t)(id[tg] |
+					    (rep ? 0x8000u : 0));
+				else
+					a->delta[at] = id[tg] |
+					    (rep ? AC_OUT : 0);
+			}
 		}
+		free(a->out);
+		free(a->dlink);
+		a->out = out;
+		a->dlink = dl;
+		free(id);
+	}
 	free(go);
 	free(fail);
 	free(queue);
@@ -278,6 +315,7 @@ ac_build(struct classifier *c)
 static void
 ac_free(struct ac *a)
 {
+	free(a->d16);
 	free(a->delta);
 	free(a->out);
 	free(a->dlink);
@@ -309,6 +347,8 @@ struct spriv {
 	size_t nruns, runs_cap;
 	struct dhit *hits;
 	size_t nhits, hits_cap;
+	struct dhit *hits2;	/* second automaton stream (long texts) */
+	size_t nhits2, hits2_cap;
 	struct cand *cands;
 	size_t ncands, cands_cap;
 	/* distinct (type, value) hashes; open addressing, 0 = empty */
@@ -378,6 +418,7 @@ scan_free(struct scan *s)
 		free(p->fmap);
 		free(p->runs);
 		free(p->hits);
+		free(p->hits2);
 		if (p->cands != NULL)
 			memset(p->cands, 0, p->cands_cap * sizeof(*p->cands));
 		free(p->cands);
@@ -648,6 +689,8 @@ static const unsigned char lower_tab[256] = {
 #undef L
 };
 
+#define HI8 0x8080808080808080ULL
+
 static void
 map_add(struct shift **m, size_t *n, size_t *cap, size_t pos, long delta)
 {
@@ -715,14 +758,31 @@ normalise(struct spriv *p, const char *text, size_t len, size_t *sn,
 		char tmp[2];
 		size_t fl;
 
-		/* ASCII fast path: most of any text */
-		while (i < len && in[i] < 0x80) {
-			s[j++] = (char)in[i];
-			f[k++] = (char)lower_tab[in[i]];
-			i++;
+		/* ASCII fast path, eight bytes at a time: most of any text */
+		while (i + 8 <= len) {
+			uint64_t x, up;
+
+			memcpy(&x, in + i, 8);
+			if (x & HI8)
+				break;
+			memcpy(s + j, &x, 8);
+			/* high bit of each byte: >= 'A' and not > 'Z' */
+			up = (x + 0x3f3f3f3f3f3f3f3fULL) &
+			    ~(x + 0x2525252525252525ULL) & HI8;
+			x |= up >> 2;
+			memcpy(f + k, &x, 8);
+			i += 8;
+			j += 8;
+			k += 8;
 		}
 		if (i >= len)
 			break;
+		if (in[i] < 0x80) {
+			s[j++] = (char)in[i];
+			f[k++] = (char)lower_tab[in[i]];
+			i++;
+			continue;
+		}
 		l = utf8_dec(in + i, len - i, &cp);
 		if (l == 0) {
 			l = 1;
@@ -783,6 +843,17 @@ find_runs(struct spriv *p, const char *s, size_t n)
 	while (i < n) {
 		size_t st;
 
+		/* skip eight bytes at a time while none is a digit */
+		while (i + 8 <= n) {
+			uint64_t x, h;
+
+			memcpy(&x, s + i, 8);
+			h = x & ~HI8;
+			if (((h + 0x5050505050505050ULL) &
+			    ~(h + 0x4646464646464646ULL) & ~x & HI8) != 0)
+				break;
+			i += 8;
+		}
 		while (i < n && (unsigned char)(s[i] - '0') > 9)
 			i++;
 		if (i >= n)
@@ -806,8 +877,11 @@ f_word(unsigned char c)
 
 static void
 report(struct spriv *p, const struct classifier *c, const char *f,
-    size_t fn, uint32_t state, size_t i)
+    size_t fn, uint32_t state, size_t i, int second)
 {
+	struct dhit **hits = second ? &p->hits2 : &p->hits;
+	size_t *nhits = second ? &p->nhits2 : &p->nhits;
+	size_t *cap = second ? &p->hits2_cap : &p->hits_cap;
 	const struct ac *a = &c->ac;
 
 	for (;;) {
@@ -837,8 +911,8 @@ report(struct spriv *p, const struct classifier *c, const char *f,
 					continue;
 				end = e;
 			}
-			GROW(p->hits, p->nhits, p->hits_cap, 32);
-			h = &p->hits[p->nhits++];
+			GROW(*hits, *nhits, *cap, 32);
+			h = &(*hits)[(*nhits)++];
 			h->start = (uint32_t)map_lookup(p->fmap, p->nfmap, start);
 			h->end = (uint32_t)map_lookup(p->fmap, p->nfmap, end);
 			h->kind = pt->kind;
@@ -852,7 +926,7 @@ report(struct spriv *p, const struct classifier *c, const char *f,
 					if (p->s[q] >= 'a' && p->s[q] <= 'z')
 						break;
 				if (q < h->end)
-					p->nhits--;
+					(*nhits)--;
 			}
 		}
 		state = a->dlink[state];
@@ -861,22 +935,80 @@ report(struct spriv *p, const struct classifier *c, const char *f,
 	}
 }
 
+/* Texts from this length on run as two interleaved streams. */
+#ifndef AC_SPLIT_MIN
+#define AC_SPLIT_MIN 4096
+#endif
+
+/* One automaton step; reports when the target state says so. */
+#define AC_STEP16(st, pos, second) do {					\
+	uint32_t x_ = d[((st) << sh) + cls[u[pos]]];			\
+	(st) = x_ & 0x7fff;						\
+	if (x_ & 0x8000)						\
+		report(p, c, f, fn, (st), (pos), (second));		\
+} while (0)
+
 static void
 ac_run(struct spriv *p, const struct classifier *c, const char *f, size_t fn)
 {
 	const struct ac *a = &c->ac;
-	const uint32_t *delta = a->delta;
 	const uint8_t *cls = a->cls;
-	uint32_t st = 0;
+	const unsigned char *u = (const unsigned char *)f;
+	unsigned sh = a->shift;
 	size_t i;
 
 	p->nhits = 0;
-	for (i = 0; i < fn; i++) {
-		uint32_t x = delta[st + cls[(unsigned char)f[i]]];
+	p->nhits2 = 0;
+	if (a->d16 != NULL && fn >= AC_SPLIT_MIN) {
+		/*
+		 * Each step waits for the previous load, so one stream is
+		 * latency-bound: run two independent streams over the two
+		 * halves. The second starts maxlen bytes early so that every
+		 * pattern ending in its half is seen whole; it reports only
+		 * from mid on, so the hits stay ordered by end.
+		 */
+		const uint16_t *d = a->d16;
+		size_t mid = fn / 2, s0 = mid - a->maxlen, j;
+		uint32_t sa = 0, sb = 0;
 
-		st = x & ~AC_OUT;
-		if (x & AC_OUT)
-			report(p, c, f, fn, st / a->ncls, i);
+		for (i = 0; i < mid - s0; i++) {	/* warm up stream 2 */
+			uint32_t x = d[(sb << sh) + cls[u[s0 + i]]];
+
+			sb = x & 0x7fff;
+		}
+		for (i = 0, j = mid; i < mid; i++, j++) {
+			AC_STEP16(sa, i, 0);
+			AC_STEP16(sb, j, 1);
+		}
+		for (; j < fn; j++)
+			AC_STEP16(sb, j, 1);
+		if (p->nhits2 > 0) {
+			size_t k;
+
+			for (k = 0; k < p->nhits2; k++) {
+				GROW(p->hits, p->nhits, p->hits_cap, 32);
+				p->hits[p->nhits++] = p->hits2[k];
+			}
+		}
+		return;
+	}
+	if (a->d16 != NULL) {
+		const uint16_t *d = a->d16;
+		uint32_t st = 0;
+
+		for (i = 0; i < fn; i++)
+			AC_STEP16(st, i, 0);
+	} else {
+		const uint32_t *d = a->delta;
+		uint32_t st = 0;
+
+		for (i = 0; i < fn; i++) {
+			uint32_t x = d[((size_t)st << sh) + cls[u[i]]];
+
+			st = x & ~AC_OUT;
+			if (x & AC_OUT)
+				report(p, c, f, fn, st, i, 0);
+		}
 	}
 }
 

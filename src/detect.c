@@ -1081,6 +1081,29 @@ det_nid_alpha(const struct dtext *t)
 /* ------------------------------------------------------------------ */
 /* phone                                                               */
 
+/* Groups of a national number written without context: three or more
+ * groups ("06 12 34 56 78", "030 3069 7451"), or a prefix and a long
+ * subscriber part ("0171/7170673", "020-6191155"). */
+static int
+phone_layout(const char *s, size_t a, size_t e)
+{
+	size_t i, groups = 1, last = 0, cur = 0;
+
+	for (i = a; i < e; i++) {
+		if (isdig(s[i])) {
+			cur++;
+			continue;
+		}
+		if (cur > 0) {
+			groups++;
+			last = cur;
+			cur = 0;
+		}
+	}
+	(void)last;
+	return groups >= 3 || cur >= 6;
+}
+
 static void
 det_phone(const struct dtext *t)
 {
@@ -1154,9 +1177,10 @@ det_phone(const struct dtext *t)
 		} else if (s[a] == '0' && s[a + 1] == '0') {
 			ok = nd >= 11 && nd <= 15 && (h != NULL || nsep > 0);
 		} else if (s[a] == '0') {
-			/* national trunk prefix: formatted, or in context */
-			ok = nd >= 9 && nd <= 12 && (nsep > 0 || h != NULL ||
-			    nd == 10);
+			/* national trunk prefix: in context, or written the
+			 * way phones are (not "02110-1301", a ZIP+4 code) */
+			ok = nd >= 9 && nd <= 12 && (h != NULL || nd == 10 ||
+			    (nsep > 0 && phone_layout(s, a, e)));
 		} else {
 			ok = nd >= 9 && nd <= 11 && h != NULL;
 		}

@@ -216,7 +216,9 @@ const struct lex_list lex_builtin[] = {
 	 "tropical depression|asset seizure|seizure of assets|"
 	 "infection vector|bug fever|market crash|cancer of corruption|"
 	 "system failure|heart of the matter|rash decision|"
-	 "headache for|is a headache|a real headache|kopfschmerzen bereiten",
+	 "headache for|is a headache|a real headache|kopfschmerzen bereiten|"
+	 "miscarriage of justice|bipolar transistor|bipolar junction|"
+	 "bipolar transistors|bipolar stepper",
 	 LX_HEALTH_NEG, 0},
 };
 const size_t lex_builtin_count = sizeof(lex_builtin) / sizeof(lex_builtin[0]);

@@ -7,6 +7,7 @@
  * re-serialisation.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,21 @@ jp_string(struct jp *p, const char **out, size_t *len)
 	int esc = 0;
 
 	for (;;) {
+		/* eight plain bytes at a time: none is '"', '\\', a control
+		 * character or non-ASCII */
+		while (i + 8 <= p->n) {
+			uint64_t x, q, b;
+
+			memcpy(&x, s + i, 8);
+			q = x ^ 0x2222222222222222ULL;
+			b = x ^ 0x5c5c5c5c5c5c5c5cULL;
+			if ((x | ((x - 0x2020202020202020ULL) & ~x) |
+			    ((q - 0x0101010101010101ULL) & ~q) |
+			    ((b - 0x0101010101010101ULL) & ~b)) &
+			    0x8080808080808080ULL)
+				break;
+			i += 8;
+		}
 		while (i < p->n && str_class[s[i]] == 0)
 			i++;
 		if (i >= p->n) {
