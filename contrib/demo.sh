@@ -161,6 +161,11 @@ start() {
 	wait_port 127.0.0.1:8105 10 "$DEMO/mock.pid" mock-upstream ||
 		{ cat "$DEMO/mock.log"; die "the mock upstream did not start"; }
 
+	cat >"$DEMO/env" <<EOF
+export MISTRAL_API_KEY=$MISTRAL_API_KEY AZURE_AI_KEY=$AZURE_AI_KEY
+export DEMO_BEDROCK_KEY=$DEMO_BEDROCK_KEY DEMO_VERTEX_TOKEN=$DEMO_VERTEX_TOKEN
+export ONPREM_VLLM_KEY=$ONPREM_VLLM_KEY
+EOF
 	say "starting the gateway on $GW (log: demo/sovgate.log)"
 	"$BIN" -c "$CONF" serve </dev/null >"$DEMO/sovgate.log" 2>&1 &
 	echo $! >"$DEMO/sovgate.pid"
@@ -169,7 +174,8 @@ start() {
 }
 
 hdr() { # FILE NAME
-	grep -i "^$2:" "$1" | head -1 | cut -d: -f2- | tr -d '\r' | sed 's/^ *//'
+	{ grep -i "^$2:" "$1" || true; } | head -1 | cut -d: -f2- |
+		tr -d '\r' | sed 's/^ *//'
 }
 
 sample() { # TITLE KEY JSON [extra curl args]
@@ -182,8 +188,10 @@ sample() { # TITLE KEY JSON [extra curl args]
 	    "$@" -d "$body" || { echo "  (curl failed)"; return 0; }
 	printf '  HTTP %s  X-Sovgate-Decision: %s\n' \
 	    "$(head -1 "$h" | awk '{print $2}')" "$(hdr "$h" X-Sovgate-Decision)"
+	local be
+	be=$(hdr "$h" X-Sovgate-Backend)
 	printf '           X-Sovgate-Level: %s   X-Sovgate-Backend: %s\n' \
-	    "$(hdr "$h" X-Sovgate-Level)" "$(hdr "$h" X-Sovgate-Backend)"
+	    "$(hdr "$h" X-Sovgate-Level)" "${be:-(none: not forwarded)}"
 	python3 - "$b" <<'EOF'
 import json, sys
 raw = open(sys.argv[1], encoding="utf-8", errors="replace").read()
@@ -223,15 +231,18 @@ samples() {
 }
 
 show_log() {
-	say "the decision log: sovgate log query --format table"
-	"$BIN" -c "$CONF" log query --format table || echo "(log query failed)"
+	say "the decision log: sovgate log query --since $SINCE --format table"
+	"$BIN" -c "$CONF" log query --since "$SINCE" --format table ||
+		echo "(log query failed)"
 	say "what each mock backend actually received (demo/upstream.jsonl)"
-	python3 - "$DEMO/upstream.jsonl" <<'EOF'
+	python3 - "$DEMO/upstream.jsonl" "$MOCK_LINES" <<'EOF'
 import collections, json, sys
 n = collections.Counter()
 models = {}
 try:
-    for line in open(sys.argv[1], encoding="utf-8"):
+    for i, line in enumerate(open(sys.argv[1], encoding="utf-8")):
+        if i < int(sys.argv[2]):
+            continue   # an earlier run's
         r = json.loads(line)
         n[r["mock"]] += 1
         models.setdefault(r["mock"], set()).add(str((r.get("json") or {}).get("model")))
@@ -249,7 +260,9 @@ hints() {
     -H 'Content-Type: application/json' -i \\
     -d '{"model":"mistral-large-latest","messages":[{"role":"user","content":"Refund IBAN FR76 3000 6000 0112 3456 7890 189"}]}'
   curl -s http://$GW/v1/models -H 'Authorization: Bearer $CLIENT_KEY'
-  $BIN -c $CONF explain < request.json
+  . $DEMO/env    # the backends' demo credentials, for explain and policy test
+  echo '{"model":"mistral-large-latest","messages":[{"role":"user","content":"né le 12/03/1981, NIR 1 81 03 75 112 055 95"}]}' |
+    $BIN -c $CONF explain
   $BIN -c $CONF policy test
   $BIN -c $CONF log query --level confidential --format table
   curl -s http://$ADMIN/metrics | grep sovgate_requests_total
@@ -268,6 +281,8 @@ status)
 	;;
 start)
 	mkdir -p "$DEMO"
+	SINCE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+	MOCK_LINES=$(cat "$DEMO/upstream.jsonl" 2>/dev/null | wc -l)
 	install_deps
 	build
 	start
