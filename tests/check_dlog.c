@@ -23,8 +23,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <stdarg.h>
+
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
@@ -1099,8 +1102,420 @@ START_TEST(test_prune_all)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* the log subcommands                                                  */
 
+/* Run `sovgate log ARGS...` on path; stdout captured into *out. */
+static int
+run_log(const char *path, const char *key, char **out, ...)
+{
+	char *argv[32];
+	int argc = 0, rc, fd, saved;
+	char *cap = tpath("stdout.txt");
+	size_t len;
+	va_list ap;
 
+	va_start(ap, out);
+	while (argc < 31 && (argv[argc] = va_arg(ap, char *)) != NULL)
+		argc++;
+	va_end(ap);
+	argv[argc] = NULL;
+	fflush(stdout);
+	fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	saved = dup(STDOUT_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	close(fd);
+	rc = cmd_log_ex(argc, argv, path, key);
+	fflush(stdout);
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	*out = read_file(cap, &len);
+	ck_assert_ptr_nonnull(*out);
+	free(cap);
+	return rc;
+}
+
+/* Number of decisions in `log query --format json` output. */
+static size_t
+json_count(const char *s)
+{
+	json_error_t e;
+	json_t *a = json_loads(s, 0, &e);
+	size_t n;
+
+	ck_assert_msg(json_is_array(a), "not a JSON array: %s (%s)", e.text, s);
+	n = json_array_size(a);
+	json_decref(a);
+	return n;
+}
+
+static size_t
+query_count(const char *path, ...)
+{
+	char *argv[32], *out;
+	int argc = 0, rc, fd, saved;
+	char *cap = tpath("q.txt");
+	size_t len, n;
+	va_list ap;
+
+	argv[argc++] = "query";
+	va_start(ap, path);
+	while (argc < 29 && (argv[argc] = va_arg(ap, char *)) != NULL)
+		argc++;
+	va_end(ap);
+	argv[argc++] = "--format";
+	argv[argc++] = "json";
+	argv[argc] = NULL;
+	fflush(stdout);
+	fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	saved = dup(STDOUT_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	close(fd);
+	rc = cmd_log(argc, argv, path);
+	fflush(stdout);
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	ck_assert_int_eq(rc, 0);
+	out = read_file(cap, &len);
+	n = json_count(out);
+	free(out);
+	free(cap);
+	return n;
+}
+
+START_TEST(test_query_filters)
+{
+	int64_t t0 = now_ms() - 20 * 3600 * 1000LL;
+	char *path = make_log(20, t0);
+	char since[32], *out;
+
+	/* 20 decisions, one per second from t0: mk_decision(i) for i in
+	 * 1..20; odd i claims-app; i % 7 == 3 deny; i % 3 == 0 azure-sweden
+	 * (IE, US parent, cloud_act), else onprem-vllm (FR); make_log gives
+	 * even i two fingerprints and the iban + national_id.fr_nir
+	 * findings. */
+	ck_assert_uint_eq(query_count(path, NULL), 20);
+	ck_assert_uint_eq(query_count(path, "--client", "claims-app", NULL),
+	    10);
+	ck_assert_uint_eq(query_count(path, "--action", "deny", NULL), 3);
+	ck_assert_uint_eq(query_count(path, "--action", "allow", NULL), 17);
+	ck_assert_uint_eq(query_count(path, "--action", "error", NULL), 0);
+	ck_assert_uint_eq(query_count(path, "--level", "confidential", NULL),
+	    10);
+	/* a full type, and a category */
+	ck_assert_uint_eq(query_count(path, "--type", "iban", NULL), 10);
+	ck_assert_uint_eq(query_count(path, "--type", "national_id", NULL), 10);
+	ck_assert_uint_eq(query_count(path, "--type", "national_id.fr_nir",
+	    NULL), 10);
+	ck_assert_uint_eq(query_count(path, "--type", "national", NULL), 0);
+	ck_assert_uint_eq(query_count(path, "--type", "national_id.es_dni",
+	    NULL), 0);
+	/* i % 3 == 0 and not a denial (3, 10, 17): 6, 9, 12, 15, 18 */
+	ck_assert_uint_eq(query_count(path, "--operator-country", "us", NULL),
+	    5);
+	ck_assert_uint_eq(query_count(path, "--operator-country", "IE", NULL),
+	    5);
+	ck_assert_uint_eq(query_count(path, "--operator-country", "FR", NULL),
+	    12);
+	ck_assert_uint_eq(query_count(path, "--backend", "azure-sweden", NULL),
+	    5);
+	/* 6, 12, 18 */
+	ck_assert_uint_eq(query_count(path, "--operator-country", "US",
+	    "--type", "iban", "--client", "hr-portal", NULL), 3);
+	ck_assert_uint_eq(query_count(path, "--decision",
+	    "00000000-0000-4000-8000-000000000007", NULL), 1);
+	ck_assert_uint_eq(query_count(path, "--decision", "00000000", NULL),
+	    20);
+	fmt_rfc3339_ms(t0 + 5000, since, sizeof(since));
+	ck_assert_uint_eq(query_count(path, "--since", since, NULL), 15);
+	ck_assert_uint_eq(query_count(path, "--since", since, "--until",
+	    "-1h", NULL), 15);
+	ck_assert_uint_eq(query_count(path, "--since", "-1h", NULL), 0);
+	ck_assert_uint_eq(query_count(path, "--since", "-21h", "--limit", "4",
+	    NULL), 4);
+
+	/* table and csv */
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--client",
+	    "claims-app", NULL), 0);
+	ck_assert_msg(strncmp(out, "TIME ", 5) == 0, "%s", out);
+	ck_assert_msg(strstr(out, "(10 decisions)\n") != NULL, "%s", out);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--format=csv",
+	    "--decision", "00000000-0000-4000-8000-000000000002", NULL), 0);
+	ck_assert_msg(strncmp(out, "ts,decision_id,client,", 22) == 0, "%s",
+	    out);
+	ck_assert_msg(strstr(out, "error\r\n") != NULL, "%s", out);
+	/* a JSON field holds quotes and commas: quoted, quotes doubled */
+	ck_assert_msg(strstr(out, ",\"{\"\"iban\"\":1,\"\"national_id.fr_nir\"\""
+	    ":1}\",") != NULL, "%s", out);
+	free(out);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_query_usage_errors)
+{
+	char *path = make_log(2, 1000000), *out, *missing, *bad;
+	FILE *f;
+
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--since",
+	    "yesterday", NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--action",
+	    "maybe", NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--format", "xml",
+	    NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--operator-country",
+	    "USA", NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--type", "IBAN'",
+	    NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--decision",
+	    "x' OR 1=1", NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--client", NULL),
+	    2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--nope", NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "query", "--client", "a",
+	    "--client", "b", NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "frobnicate", NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "prune", NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "prune", "--before",
+	    "2999-01-01", NULL), 2);
+	free(out);
+	/* missing and corrupt logs */
+	missing = tpath("missing.db");
+	ck_assert_int_eq(run_log(missing, NULL, &out, "query", NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(missing, NULL, &out, "prune", "--before",
+	    "-1d", NULL), 2);
+	free(out);
+	ck_assert_int_eq(access(missing, F_OK), -1);	/* not created */
+	bad = tpath("bad.db");
+	f = fopen(bad, "w");
+	for (int i = 0; i < 100; i++)
+		fputs("garbage garbage garbage garbage garbage ", f);
+	fclose(f);
+	ck_assert_int_eq(run_log(bad, NULL, &out, "verify", NULL), 2);
+	free(out);
+	ck_assert_int_eq(run_log(bad, NULL, &out, "export", NULL), 2);
+	free(out);
+	free(missing);
+	free(bad);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_verify_export_prune_commands)
+{
+	char *path = make_log(6, 1000000), *out;
+	sqlite3 *db;
+	size_t lines = 0;
+	const char *p;
+
+	ck_assert_int_eq(run_log(path, NULL, &out, "verify", NULL), 0);
+	ck_assert_msg(strstr(out, " rows verified (6 decisions") != NULL, "%s",
+	    out);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "export", NULL), 0);
+	for (p = out; *p; p++)
+		if (*p == '\n')
+			lines++;
+	ck_assert_uint_eq(lines, 7);	/* 6 decisions and the start event */
+	ck_assert_msg(strstr(out, "\"record\":\"event\"") != NULL, "%s", out);
+	free(out);
+	/* 1003000 ms: decisions at 1000000, 1001000, 1002000 go */
+	ck_assert_int_eq(run_log(path, NULL, &out, "prune", "--before",
+	    "1970-01-01T00:16:43Z", NULL), 0);
+	ck_assert_msg(strstr(out, "pruned 3 decisions") != NULL, "%s", out);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "verify", NULL), 0);
+	free(out);
+	db = open_plain(path);
+	exec_ok(db, "UPDATE decisions SET model = 'gpt-4o' WHERE seq = 5");
+	sqlite3_close(db);
+	ck_assert_int_eq(run_log(path, NULL, &out, "verify", NULL), 1);
+	ck_assert_msg(strstr(out, "seq 5 (decision " ID(05) ") was modified")
+	    != NULL, "%s", out);
+	free(out);
+	ck_assert_int_eq(run_log(path, NULL, &out, "prune", "--before", "-1d",
+	    NULL), 1);
+	free(out);
+	free(path);
+}
+END_TEST
+
+static int
+n_common(char a[][65], size_t na, char b[][65], size_t nb)
+{
+	size_t i, j;
+	int n = 0;
+
+	for (i = 0; i < na; i++)
+		for (j = 0; j < nb; j++)
+			n += strcmp(a[i], b[j]) == 0;
+	return n;
+}
+
+START_TEST(test_find_value)
+{
+	unsigned char key[32];
+	char h1[16][65], t1[16][64], h2[16][65], t2[16][64];
+	size_t n1, n2;
+	char *kpath = tpath("fingerprint.key"), *path, *out;
+	struct dlog *l;
+	struct dlog_decision *d;
+	char err[256];
+	int fd;
+
+	memset(key, 7, sizeof(key));
+	/* one IBAN, written two ways: the classifier's normalisation */
+	n1 = logcmd_value_hmacs("FR76 3000 6000 0112 3456 7890 189", key, h1,
+	    t1, 16);
+	n2 = logcmd_value_hmacs(" fr76-3000-6000-0112-3456-7890-189\n", key, h2,
+	    t2, 16);
+	ck_assert_uint_ge(n1, 1);
+	ck_assert_str_eq(t1[0], "iban");
+	ck_assert_str_eq(h1[0], h2[0]);
+	/* e-mail: case does not matter */
+	n1 = logcmd_value_hmacs("Jane.Doe@Example.COM", key, h1, t1, 16);
+	n2 = logcmd_value_hmacs("jane.doe@example.com", key, h2, t2, 16);
+	ck_assert_int_ge(n_common(h1, n1, h2, n2), 1);
+	/* an identifier the classifier does not know: separators, case */
+	n1 = logcmd_value_hmacs("pat-0042.17", key, h1, t1, 16);
+	n2 = logcmd_value_hmacs("PAT 004217", key, h2, t2, 16);
+	ck_assert_int_ge(n_common(h1, n1, h2, n2), 1);
+	/* another key, other fingerprints */
+	key[0] ^= 1;
+	n2 = logcmd_value_hmacs("pat-0042.17", key, h2, t2, 16);
+	ck_assert_int_eq(n_common(h1, n1, h2, n2), 0);
+	key[0] ^= 1;
+
+	/* end to end: a decision fingerprinted as the gateway does */
+	path = tpath("fv.db");
+	l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	ck_assert_ptr_nonnull(l);
+	n1 = logcmd_value_hmacs("FR7630006000011234567890189", key, h1, t1, 16);
+	d = mk_decision(1, 1000, 0);
+	d->fps = xcalloc(1, sizeof(*d->fps));
+	d->fps[0].type = xstrdup("iban");
+	memcpy(d->fps[0].hmac, h1[0], 65);
+	d->nfps = 1;
+	dlog_submit_decision(l, d, NULL, NULL, NULL);
+	dlog_submit_decision(l, mk_decision(2, 2000, 2), NULL, NULL, NULL);
+	dlog_close(l);
+	fd = open(kpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_eq(write(fd, key, 32), 32);
+	close(fd);
+	ck_assert_int_eq(run_log(path, kpath, &out, "find-value",
+	    "fr76 3000 6000 0112 3456 7890 189", "--format", "json", NULL), 0);
+	ck_assert_uint_eq(json_count(out), 1);
+	ck_assert_msg(strstr(out, ID(01)) != NULL, "%s", out);
+	free(out);
+	ck_assert_int_eq(run_log(path, kpath, &out, "find-value",
+	    "DE89370400440532013000", "--format", "json", NULL), 0);
+	ck_assert_uint_eq(json_count(out), 0);
+	free(out);
+	/* a key others can read is refused; no value is a usage error */
+	chmod(kpath, 0644);
+	ck_assert_int_eq(run_log(path, kpath, &out, "find-value", "x", NULL),
+	    2);
+	free(out);
+	ck_assert_int_eq(run_log(path, kpath, &out, "find-value", NULL), 2);
+	free(out);
+	free(kpath);
+	free(path);
+}
+END_TEST
+
+/* The incident views of sql/schema.sql, from plain SQL. */
+START_TEST(test_views)
+{
+	char err[256];
+	char *path = tpath("v.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	struct dlog_decision *d;
+	struct dlog_outcome *o;
+	sqlite3 *db;
+	char *s;
+
+	ck_assert_ptr_nonnull(l);
+	dlog_submit_event(l, "start", "{\"policy\":\"p\",\"policy_sha256\":"
+	    "\"1111\"}");
+	/* policy A: iban -> internal; onprem */
+	d = mk_decision(1, 1000, 2);
+	free(d->level);
+	d->level = xstrdup("internal");
+	memset(d->policy_sha256, '1', 64);
+	dlog_submit_decision(l, d, NULL, NULL, NULL);
+	/* sensitive, straight to a cloud_act backend (azure) */
+	d = mk_decision(6, 2000, 2);
+	memset(d->policy_sha256, '1', 64);
+	free(d->client);
+	d->client = xstrdup("direct");
+	dlog_submit_decision(l, d, NULL, NULL, NULL);
+	/* not sensitive, to a cloud_act backend: not listed */
+	dlog_submit_decision(l, mk_decision(9, 2200, 0), NULL, NULL, NULL);
+	/* failover: chosen onprem, an attempt went to azure */
+	d = mk_decision(4, 2500, 2);
+	memset(d->policy_sha256, '1', 64);
+	free(d->client);
+	d->client = xstrdup("other");
+	dlog_submit_decision(l, d, NULL, NULL, NULL);
+	o = dlog_outcome_new();
+	snprintf(o->decision_id, 37, "%s", ID(04));
+	o->ts_ms = 2600;
+	o->status = 200;
+	o->attempts = 2;
+	o->attempts_json = xstrdup("[{\"backend\":\"onprem-vllm\",\"result\":"
+	    "\"5xx\"},{\"backend\":\"azure-sweden\",\"result\":\"ok\"}]");
+	o->backend = xstrdup("azure-sweden");
+	dlog_submit_outcome(l, o);
+	dlog_submit_event(l, "reload", "{\"result\":\"accepted\",\"policy\":"
+	    "\"p\",\"policy_sha256\":\"2222\"}");
+	/* policy B: the same request as #1 is now confidential */
+	d = mk_decision(5, 3000, 2);
+	free(d->level);
+	d->level = xstrdup("confidential");
+	memset(d->policy_sha256, '2', 64);
+	dlog_submit_decision(l, d, NULL, NULL, NULL);
+	/* two denials of hr-portal */
+	dlog_submit_decision(l, mk_decision(10, 4000, 0), NULL, NULL, NULL);
+	dlog_submit_decision(l, mk_decision(24, 5000, 0), NULL, NULL, NULL);
+	dlog_close(l);
+
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM "
+	    "sensitive_to_cloud_act"), 2);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sensitive_to_cloud_act "
+	    "WHERE decision_id IN ('" ID(04) "', '" ID(06) "')"), 2);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM "
+	    "level_changes_after_reload"), 1);
+	s = q_text(db, "SELECT level_before || '>' || level_after || ' ' || "
+	    "decision_id || ' ' || compared_with FROM "
+	    "level_changes_after_reload");
+	ck_assert_str_eq(s, "internal>confidential " ID(05) " " ID(01));
+	free(s);
+	ck_assert_int_eq(q_int(db, "SELECT denials FROM denials_by_client WHERE "
+	    "client = 'hr-portal'"), 2);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM client_activity WHERE "
+	    "client = 'claims-app' AND ts >= '1970-01-01T00:00:02' AND ts < "
+	    "'1970-01-01T00:00:04'"), 2);	/* #9 and #5 */
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM policy_history"), 2);
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 int
 main(void)
@@ -1138,6 +1553,16 @@ main(void)
 	tcase_add_test(tc, test_tamper_reorder);
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_prune_all);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("commands");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup_tmp, rm_tmp);
+	tcase_add_test(tc, test_query_filters);
+	tcase_add_test(tc, test_query_usage_errors);
+	tcase_add_test(tc, test_verify_export_prune_commands);
+	tcase_add_test(tc, test_find_value);
+	tcase_add_test(tc, test_views);
 	suite_add_tcase(s, tc);
 
 	sr = srunner_create(s);
