@@ -1104,6 +1104,29 @@ phone_layout(const char *s, size_t a, size_t e)
 	return groups >= 3 || cur >= 6;
 }
 
+/* Mobile numbers without a trunk prefix, in their usual layouts: Italy
+ * 3xx xxx xxxx, Spain 6xx xxx xxx / 7xx xxx xxx, Portugal 9x xxx xxxx
+ * written 9xx xxx xxx. */
+static int
+mobile_layout(const char *s, size_t a, size_t e)
+{
+	size_t i, g = 0, len[8] = {0};
+
+	for (i = a; i < e && g < 8; i++) {
+		if (isdig(s[i]))
+			len[g]++;
+		else if (len[g] > 0)
+			g++;
+	}
+	g++;
+	if (g == 3 && s[a] == '3' && len[0] == 3 && len[1] == 3 && len[2] == 4)
+		return 1;
+	if (g == 3 && (s[a] == '6' || s[a] == '7' || s[a] == '9') &&
+	    len[0] == 3 && len[1] == 3 && len[2] == 3)
+		return 1;
+	return 0;
+}
+
 static void
 det_phone(const struct dtext *t)
 {
@@ -1169,9 +1192,22 @@ det_phone(const struct dtext *t)
 			v[0] = '+';
 		kinds = nearest_kinds(t, plus ? a - 1 : a, 40);
 		if (!(kinds & LX_PHONECTX) && (kinds & (LX_NEGCTX |
-		    (plus ? 0 : LX_IDCTX | LX_CARDCTX | LX_IBANCTX))))
+		    (plus ? 0 : LX_CARDCTX | LX_IBANCTX))))
 			continue;
 		h = (kinds & LX_PHONECTX) ? &dummy : NULL;
+		if (!plus && !h && (kinds & LX_IDCTX)) {
+			int spec;
+
+			/* "Mi número es 612 345 678": a generic "number" word
+			 * lets a mobile layout through, an identifier's name
+			 * does not */
+			(void)id_context(t, a, &spec);
+			if (spec || !mobile_layout(s, a, e))
+				continue;
+			h = &dummy;
+		} else if (!plus && !h && mobile_layout(s, a, e)) {
+			h = &dummy;
+		}
 		if (plus) {
 			ok = nd >= 8 && nd <= 15 && s[a] != '0';
 		} else if (s[a] == '0' && s[a + 1] == '0') {
@@ -1239,7 +1275,7 @@ parse_date(const struct dtext *t, size_t r, size_t *startp, size_t *endp,
 		    r1->end - r1->start <= 2) {
 			size_t l2 = r2->end - r2->start;
 
-			if (l == 4 && l2 <= 2 && s1 == '-') {
+			if (l == 4 && l2 <= 2) {
 				*y = atoi_n(s + a, 4);
 				*m = atoi_n(s + r1->start, r1->end - r1->start);
 				*d = atoi_n(s + r2->start, l2);
