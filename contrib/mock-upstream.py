@@ -46,6 +46,7 @@ it is received.
 """
 
 import argparse
+import base64
 import http.server
 import json
 import os
@@ -383,10 +384,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         inp = req.get("input")
         n = len(inp) if isinstance(inp, list) and inp and not isinstance(
             inp[0], int) else 1
+        vecs = [[0.125 * ((i + j) % 8) for j in range(8)] for i in range(n)]
+        if req.get("encoding_format") == "base64":
+            # what OpenAI sends (and its SDKs ask for): little-endian float32
+            vecs = [base64.b64encode(struct.pack("<%df" % len(v), *v))
+                    .decode() for v in vecs]
         doc = {"object": "list", "model": model,
                "data": [{"object": "embedding", "index": i,
-                         "embedding": [0.125 * ((i + j) % 8) for j in
-                                       range(8)]} for i in range(n)],
+                         "embedding": vecs[i]} for i in range(n)],
                "usage": {"prompt_tokens": 3 * n, "total_tokens": 3 * n}}
         rec["status"] = 200
         self.send_json(200, doc, chunked=self.server.behaviour.get("chunked"))

@@ -166,6 +166,11 @@ class TestFailure(AssertionError):
     pass
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here (an optional tool is
+    missing); counted neither as passed nor as failed."""
+
+
 def check(cond, msg, *args):
     if not cond:
         raise TestFailure(msg % args if args else msg)

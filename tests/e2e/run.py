@@ -7,6 +7,11 @@ its own gateway and mocks (killed at the end whatever happens).
 
 Prints one line per test and last a line "N passed, N failed"; exits 1 if
 any test failed, 77 (automake's SKIP) when the gateway binary is missing.
+
+A test that shows a known, reported gateway bug carries the attribute
+`known_bug = "what"`: while it fails it prints "xfail" and does not fail
+the run (E2E_STRICT=1 counts it as a failure); once it passes it prints a
+reminder to remove the marker.
 """
 
 import argparse
@@ -103,13 +108,15 @@ def main():
     # a SIGTERM from make or CI: clean up like a failure
     signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(
         KeyboardInterrupt()))
-    passed = failed = 0
+    passed = failed = skipped = xfailed = 0
+    strict = os.environ.get("E2E_STRICT") == "1"
     failures = []
     t_all = time.time()
     for name, f in tests:
         ctx = Context(a.keep)
         t0 = time.time()
         err = None
+        skip = None
         limit = getattr(f, "timeout", DEFAULT_TIMEOUT)
         signal.alarm(limit)
         try:
@@ -120,6 +127,8 @@ def main():
             print("interrupted during %s" % name)
             print("%d passed, %d failed" % (passed, failed + 1))
             return 1
+        except harness.Skip as e:
+            skip = str(e)
         except harness.TestFailure as e:
             err = str(e)
         except TestTimeout:
@@ -129,8 +138,20 @@ def main():
         finally:
             signal.alarm(0)
         dt = time.time() - t0
-        if err is None:
+        known = getattr(f, "known_bug", None)
+        if skip is None and err is not None and known and not strict:
+            xfailed += 1
+            print("xfail %-50s %5.2fs  known gateway bug: %s\n      %s" % (
+                name, dt, known, err.splitlines()[0][:300]), flush=True)
+            ctx.close(False)
+            continue
+        if skip is not None:
+            skipped += 1
+            print("skip  %-50s %5.2fs  (%s)" % (name, dt, skip), flush=True)
+        elif err is None:
             passed += 1
+            if known:
+                ctx.note("fixed? remove its known_bug marker")
             print("ok    %-50s %5.2fs%s" % (name, dt, "".join(
                 "  (%s)" % n for n in ctx.notes)), flush=True)
         else:
@@ -151,7 +172,9 @@ def main():
             break
     if failures:
         print("failed: " + " ".join(failures))
-    print("(%.1f s)" % (time.time() - t_all))
+    print("(%.1f s%s%s)" % (time.time() - t_all, ", %d skipped" % skipped
+                            if skipped else "", ", %d known gateway bug(s)"
+                            % xfailed if xfailed else ""))
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
