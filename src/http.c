@@ -261,6 +261,11 @@ on_headers_complete(llhttp_t *ll)
 		    "both Content-Length and Transfer-Encoding");
 	if (http_head_count(hd, "transfer-encoding") > 1)
 		return fail(p, 400, "duplicate Transfer-Encoding");
+	/* A request may only be chunked: we do not decode gzip or any other
+	 * coding, and passing it on as if it were plain would let a body
+	 * through unclassified (RFC 9112 6.1: 501). */
+	if (hd->is_request && te != NULL && ascii_casecmp(te, "chunked") != 0)
+		return fail(p, 501, "unsupported Transfer-Encoding");
 	if (ll->flags & F_CONTENT_LENGTH)
 		hd->content_length = (int64_t)ll->content_length;
 	hd->chunked = (ll->flags & F_CHUNKED) != 0;

@@ -140,6 +140,21 @@ START_TEST(test_cl_and_te)
 }
 END_TEST
 
+START_TEST(test_te_not_chunked)
+{
+	struct sink s = { 0 };
+	struct http_parser *p = http_parser_new(1, 8192, 50, &cb, &s);
+	struct evbuffer *b = evbuffer_new();
+
+	ck_assert_int_eq(feed(p, b, "POST / HTTP/1.1\r\nHost: x\r\n"
+	    "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"), HP_ERROR);
+	ck_assert_int_eq(http_parser_error_status(p), 501);
+	ck_assert_int_eq(s.heads, 0);
+	http_parser_free(p);
+	evbuffer_free(b);
+}
+END_TEST
+
 START_TEST(test_header_limits)
 {
 	struct sink s = { 0 };
@@ -235,6 +250,7 @@ main(void)
 	tcase_add_test(tc, test_chunked_request);
 	tcase_add_test(tc, test_duplicate_cl);
 	tcase_add_test(tc, test_cl_and_te);
+	tcase_add_test(tc, test_te_not_chunked);
 	tcase_add_test(tc, test_header_limits);
 	tcase_add_test(tc, test_garbage);
 	tcase_add_test(tc, test_response_eof_delimited);
