@@ -21,6 +21,7 @@
 #include "config.h"
 #include "dlog.h"
 #include "extract.h"
+#include "gauth.h"
 #include "health.h"
 #include "http.h"
 #include "mailbox.h"
@@ -99,6 +100,7 @@ struct request {
 	int declared;		/* level index or -1 */
 	int classified;		/* level known */
 	struct decision *dec;
+	char *shadow_json;	/* the shadow policy's verdict, logged only */
 	int logged;		/* a decision row was submitted */
 	int log_pending;	/* waiting for the writer's callback */
 	int orphan;		/* client gone while log_pending */
@@ -267,6 +269,7 @@ request_free(struct request *r)
 	free(r->model);
 	free(r->upreq);
 	free(r->dec);
+	free(r->shadow_json);
 	snapshot_unref(r->snap);
 	free(r);
 }
@@ -377,6 +380,7 @@ make_decision_row(struct request *r, const char *action, const char *reason)
 	d->policy_name = xstrdup(p->name);
 	memcpy(d->policy_sha256, p->sha256, sizeof(d->policy_sha256));
 	d->action = xstrdup(action);
+	d->shadow_json = r->shadow_json ? xstrdup(r->shadow_json) : NULL;
 	d->reason = reason ? xstrdup(reason) : NULL;
 	d->candidates_json = r->classified ?
 	    decision_candidates_json(r->dec) : xstrdup("[]");
@@ -494,6 +498,31 @@ handle_models(struct request *r)
 	respond(r, 200, "application/json", m, strlen(m));
 }
 
+/* The shadow must not take the half-open probe of a real request. */
+static int
+shadow_is_down(void *ud, const struct backend *b)
+{
+	(void)ud;
+	return health_peek_down(b->name);
+}
+
+/* A candidate policy evaluated on live traffic and logged beside the
+ * real decision, never enforced. */
+static void
+decide_shadow(struct request *r, const struct decide_input *in,
+    const char *declared)
+{
+	struct decide_input sin = *in;
+	struct decision *sd = xcalloc(1, sizeof(*sd));
+
+	sin.declared_level = declared ?
+	    policy_level_index(r->snap->shadow, declared) : -1;
+	if (policy_decide(r->snap->shadow, r->snap->backends, &sin,
+	    shadow_is_down, NULL, sd) == 0)
+		r->shadow_json = decision_summary_json(r->snap->shadow, sd);
+	free(sd);
+}
+
 static void
 handle_api(struct request *r)
 {
@@ -564,6 +593,8 @@ handle_api(struct request *r)
 		return;
 	}
 	r->classified = 1;
+	if (r->snap->shadow)
+		decide_shadow(r, &in, decl);
 	{
 		size_t i;
 
@@ -2143,6 +2174,8 @@ server_run(const char *config_path)
 			rc = 0;
 		}
 	}
+	/* Token refreshers post to worker mailboxes: stop them first. */
+	gauth_shutdown();
 	dlog_submit_event(srv.dlog, "stop", "{\"reason\":\"signal\"}");
 	dlog_close(srv.dlog);
 	for (i = 0; signos[i]; i++)
