@@ -677,17 +677,11 @@ d_ctx_after(const struct dtext *t, size_t endpos, size_t win, uint32_t mask)
 /* ------------------------------------------------------------------ */
 /* normalisation                                                        */
 
-static const unsigned char lower_tab[256] = {
-#define L(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
-#define R4(b) L(b), L(b + 1), L(b + 2), L(b + 3)
-#define R16(b) R4(b), R4(b + 4), R4(b + 8), R4(b + 12)
-	R16(0), R16(16), R16(32), R16(48), R16(64), R16(80), R16(96),
-	R16(112), R16(128), R16(144), R16(160), R16(176), R16(192),
-	R16(208), R16(224), R16(240)
-#undef R16
-#undef R4
-#undef L
-};
+static inline unsigned char
+lower_ascii(unsigned char c)
+{
+	return (unsigned char)(c - 'A') < 26 ? (unsigned char)(c + 32) : c;
+}
 
 #define HI8 0x8080808080808080ULL
 
@@ -779,7 +773,7 @@ normalise(struct spriv *p, const char *text, size_t len, size_t *sn,
 			break;
 		if (in[i] < 0x80) {
 			s[j++] = (char)in[i];
-			f[k++] = (char)lower_tab[in[i]];
+			f[k++] = (char)lower_ascii(in[i]);
 			i++;
 			continue;
 		}
@@ -812,7 +806,7 @@ normalise(struct spriv *p, const char *text, size_t len, size_t *sn,
 			/* dropped */
 		} else if (sc >= 0) {
 			s[j++] = (char)sc;
-			f[k++] = (char)lower_tab[sc];
+			f[k++] = (char)lower_ascii((unsigned char)sc);
 		} else {
 			memcpy(s + j, in + i, l);
 			j += l;

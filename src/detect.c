@@ -768,7 +768,7 @@ det_card(const struct dtext *t)
 	struct numseq q;
 
 	for (r = 0; r < t->nruns; r++) {
-		int g, ng, nd = 0, ok = 1;
+		int g, ng, nd, take, ok;
 		char sep;
 
 		if (!seq_start(t, r))
@@ -776,36 +776,42 @@ det_card(const struct dtext *t)
 		if (t->runs[r].end - t->runs[r].start > 19)
 			continue;
 		numseq(t, r, " -", &q);
-		/* one consistent separator, plausible groups */
+		/* the groups written with one consistent separator */
 		sep = q.ng > 1 ? q.sep[1] : 0;
-		for (ng = 0; ng < q.ng; ng++) {
-			if (ng > 0 && q.sep[ng] != sep)
-				break;
-			nd += (int)(q.ge[ng] - q.gs[ng]);
+		for (ng = 1; ng < q.ng && q.sep[ng] == sep; ng++)
+			;
+		/* the whole run of groups, else its longest prefix of 13-19
+		 * digits ("4111 1111 1111 1111 12/26": an expiry follows) */
+		for (take = ng; take >= 1; take--) {
+			nd = 0;
+			for (g = 0; g < take; g++)
+				nd += (int)(q.ge[g] - q.gs[g]);
 			if (nd > 19)
+				continue;
+			if (nd < 13)
 				break;
-		}
-		if (nd > 19 || nd < 13)
-			continue;
-		if (ng > 1)
-			for (g = 0; g < ng; g++) {
-				size_t gl = q.ge[g] - q.gs[g];
+			ok = 1;
+			if (take > 1)
+				for (g = 0; g < take; g++) {
+					size_t gl = q.ge[g] - q.gs[g];
 
-				if (gl < 3 || gl > 6)
-					ok = 0;
-			}
-		if (!ok || (ng < q.ng && q.ge[ng - 1] + 1 == q.gs[ng]) ||
-		    !ends_token(t, q.ge[ng - 1]))
-			continue;
-		if (!luhn_ok(q.d, (size_t)nd) || !card_issuer_ok(q.d, (size_t)nd))
-			continue;
-		if (neg_context(t, q.start, 32))
-			continue;
-		if (q.start > 0 && (t->s[q.start - 1] == '#' ||
-		    t->s[q.start - 1] == '+'))
-			continue;
-		D_EMIT(t, "payment_card", q.start, q.ge[ng - 1], PRIO_CARD,
-		    q.d, (size_t)nd);
+					if (gl < 3 || gl > 6)
+						ok = 0;
+				}
+			if (!ok || !ends_token(t, q.ge[take - 1]))
+				continue;
+			if (!luhn_ok(q.d, (size_t)nd) ||
+			    !card_issuer_ok(q.d, (size_t)nd))
+				continue;
+			if (neg_context(t, q.start, 32))
+				break;
+			if (q.start > 0 && (t->s[q.start - 1] == '#' ||
+			    t->s[q.start - 1] == '+'))
+				break;
+			D_EMIT(t, "payment_card", q.start, q.ge[take - 1],
+			    PRIO_CARD, q.d, (size_t)nd);
+			break;
+		}
 	}
 }
 

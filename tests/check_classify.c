@@ -135,6 +135,7 @@ START_TEST(test_card)
 	YES("card 4111-1111-1111-1111", "payment_card");
 	YES("Amex 3782 822463 10005", "payment_card");
 	YES("5555555555554444", "payment_card");
+	YES("card 4111 1111 1111 1111 12 26", "payment_card");
 	NO("card 4111 1111 1111 1112", "payment_card");	/* Luhn */
 	NO("8800368216847610", "payment_card");		/* no issuer */
 	NO("order #4111111111111111", "payment_card");
@@ -184,7 +185,9 @@ START_TEST(test_phone)
 	NO("born 10/08/1947", "phone");
 	NO("order 0612345678", "phone");
 	NO("port 34196", "phone");
-	NO("321 184 4120", "phone");		/* no context, no trunk 0 */
+	YES("321 184 4120", "phone");		/* Italian mobile layout */
+	NO("123 456 7890", "phone");		/* no context, no trunk 0 */
+	NO("MA 02110-1301 USA", "phone");	/* a ZIP+4 code */
 }
 END_TEST
 

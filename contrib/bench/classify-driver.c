@@ -48,8 +48,10 @@ main(int argc, char **argv)
 	if (c == NULL)
 		return 2;
 	while ((n = getline(&line, &cap, in)) > 0) {
-		json_error_t e;
-		json_t *rec = json_loadb(line, (size_t)n, 0, &e), *body, *ep;
+		/* the record line is parsed with request_parse too: jansson's
+		 * own reader would dominate the whole process */
+		json_t *rec = request_parse(line, (size_t)n, 64, err,
+		    sizeof(err)), *body, *ep;
 		const char *id;
 		enum endpoint endp;
 		int r;

@@ -1,0 +1,59 @@
+/*
+ * fuzz_classify.c - libFuzzer harness: request parsing, extraction for
+ * every endpoint, and classification (with a custom word list and regex),
+ * on arbitrary bytes. Also feeds the raw bytes straight to the scanner,
+ * which must cope with anything, valid UTF-8 or not.
+ *
+ * Built and run by tests/fuzz/run.sh, never by `make check`.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "classify.h"
+#include "extract.h"
+
+static struct classifier *clf;
+static struct scan *sc;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char err[256];
+	json_t *root;
+	int ep;
+
+	if (clf == NULL) {
+		static char *words[] = {"Nightingale", "NGL-2025", "x"};
+		struct custom_def d[2];
+
+		memset(d, 0, sizeof(d));
+		d[0].name = "project";
+		d[0].words = words;
+		d[0].nwords = 3;
+		d[1].name = "host";
+		d[1].regex = "\\b[a-z0-9-]+\\.corp\\.example\\b";
+		clf = classifier_new(d, 2, NULL);
+		sc = scan_new();
+		if (clf == NULL)
+			abort();
+	}
+	scan_reset(sc);
+	classifier_scan(clf, sc, (const char *)data, size);
+	free(scan_findings_json(sc));
+
+	root = request_parse((const char *)data, size, 64, err, sizeof(err));
+	if (root == NULL)
+		return 0;
+	for (ep = EP_CHAT; ep <= EP_FIM; ep++) {
+		scan_reset(sc);
+		(void)classify_request(clf, sc, root, (enum endpoint)ep, err,
+		    sizeof(err));
+		free(scan_findings_json(sc));
+	}
+	json_decref(root);
+	return 0;
+}
