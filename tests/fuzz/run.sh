@@ -6,7 +6,7 @@ set -e
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 secs=${1:-600}
-out=${FUZZ_OUT:-$here/out}
+out=${FUZZ_OUT:-${TMPDIR:-/tmp}/sovgate-fuzz}
 mkdir -p "$out" "$out/corpus"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I$top/src $(pkg-config --cflags jansson libpcre2-8)"
 clang $flags -o "$out/fuzz_classify" "$here/fuzz_classify.c" \
