@@ -26,6 +26,8 @@ Behaviour, as global options (defaults for every backend) or per backend in
   --chunked                [chunked=1]  JSON answers with chunked encoding
                            instead of Content-Length (streams are always
                            chunked)
+  --tls-cert F --tls-key F [tls_cert, tls_key]  serve HTTPS with this
+                           certificate chain and key (PEM)
 
 Endpoints: POST /v1/chat/completions (stream or not), POST /v1/embeddings,
 POST /v1/fim/completions, GET /v1/models; a path prefix before /v1 (or an
@@ -52,6 +54,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -64,6 +67,8 @@ BEHAVIOUR_KEYS = {
     "chunk_delay": float, "chunked": lambda v: str(v).lower() in
     ("1", "true", "yes", "on"),
 }
+# listener settings, per backend only at start
+LISTEN_KEYS = {"tls_cert": str, "tls_key": str}
 
 WORDS = ["Bonjour", " depuis", " le", " mock", " amont", " de", " sovgate",
          ".", " Fin", " du", " message"]
@@ -92,8 +97,9 @@ class MockServer(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr, name, behaviour, recorder):
+    def __init__(self, addr, name, behaviour, recorder, tls=None):
         self.name = name
+        self.tls = None
         self.behaviour = dict(behaviour)
         self.recorder = recorder
         self.records = []
@@ -101,6 +107,18 @@ class MockServer(http.server.ThreadingHTTPServer):
         self.seq = 0
         self.failed = 0
         super().__init__(addr, Handler)
+        if tls and tls.get("tls_cert"):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls["tls_cert"], tls.get("tls_key"))
+            self.tls = ctx
+            # the handshake runs in the connection's thread (Handler.setup)
+            self.socket = ctx.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+
+    def handle_error(self, request, client_address):
+        # failed TLS handshakes and peers that vanish are part of the tests
+        if os.environ.get("MOCK_VERBOSE"):
+            super().handle_error(request, client_address)
 
     def next_seq(self):
         with self.lock:
@@ -125,6 +143,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "sovgate-mock-upstream/1"
     disable_nagle_algorithm = True
     timeout = 120
+
+    def setup(self):
+        if self.server.tls is not None:
+            self.request.settimeout(10)
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError) as e:
+                # a client that does not trust us: nothing to record
+                with self.server.lock:
+                    self.server.tls_failures = getattr(
+                        self.server, "tls_failures", 0) + 1
+                self.log_message("TLS handshake failed: %s", e)
+                raise
+        super().setup()
 
     def log_message(self, fmt, *args):
         if os.environ.get("MOCK_VERBOSE"):
@@ -287,7 +319,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return self.send_json(400, {"error": str(e)})
             return self.send_json(200, srv.behaviour)
         if path == "/__health":
-            return self.send_json(200, {"name": srv.name})
+            return self.send_json(200, {"name": srv.name, "tls_failures":
+                                        getattr(srv, "tls_failures", 0)})
         return self.send_json(404, {"error": "unknown control path"})
 
     def error_obj(self, status, message, typ, code):
@@ -462,9 +495,13 @@ def parse_backend(spec, defaults):
     for p in parts[1:]:
         k, eq, v = p.partition("=")
         k = k.strip().replace("-", "_")
+        if k in LISTEN_KEYS:
+            beh[k] = v
+            continue
         if k not in BEHAVIOUR_KEYS:
             raise ValueError("unknown backend option %r (known: %s)"
-                             % (k, ", ".join(sorted(BEHAVIOUR_KEYS))))
+                             % (k, ", ".join(sorted(list(BEHAVIOUR_KEYS) +
+                                                    list(LISTEN_KEYS)))))
         beh[k] = BEHAVIOUR_KEYS[k](v if eq else "1")
     return name, host, port, beh
 
@@ -491,6 +528,8 @@ def main(argv=None):
     ap.add_argument("--stream-chunks", type=int, default=4)
     ap.add_argument("--chunk-delay", type=float, default=0.05)
     ap.add_argument("--chunked", action="store_true")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     a = ap.parse_args(argv)
 
     defaults = {"bearer": a.expect_bearer, "api_key": a.expect_api_key,
@@ -498,7 +537,8 @@ def main(argv=None):
                 "delay_first_byte": a.delay_first_byte,
                 "reset_mid_stream": a.reset_mid_stream,
                 "stream_chunks": a.stream_chunks,
-                "chunk_delay": a.chunk_delay, "chunked": a.chunked}
+                "chunk_delay": a.chunk_delay, "chunked": a.chunked,
+                "tls_cert": a.tls_cert, "tls_key": a.tls_key}
     specs = []
     try:
         if a.listen:
@@ -518,9 +558,10 @@ def main(argv=None):
     rec = Recorder(a.record)
     servers = []
     for name, host, port, beh in specs:
+        tls = {k: beh.pop(k, None) for k in LISTEN_KEYS}
         try:
-            srv = MockServer((host, port), name, beh, rec)
-        except OSError as e:
+            srv = MockServer((host, port), name, beh, rec, tls)
+        except (OSError, ssl.SSLError) as e:
             sys.exit("mock-upstream: cannot listen on %s:%d for %s: %s"
                      % (host, port, name, e))
         servers.append(srv)

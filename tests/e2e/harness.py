@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -192,6 +193,9 @@ def yq(v):
         return str(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(yq(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join("%s: %s" % (k, yq(x)) for k, x in
+                               v.items()) + "}"
     return json.dumps(str(v))
 
 
@@ -264,7 +268,9 @@ class Env:
         for name, b in BACKENDS.items():
             extra = dict(self.backend_extra.get(name, {}))
             port = extra.pop("port", None) or self.mock_ports[name]
-            ep = "http://127.0.0.1:%d" % port
+            scheme = extra.pop("scheme", "http")
+            host = extra.pop("host", "127.0.0.1")
+            ep = "%s://%s:%d" % (scheme, host, port)
             if b["kind"] == "openai":
                 ep += "/v1"
             lines = ["name: %s" % yq(name), "kind: %s" % b["kind"],
@@ -563,9 +569,18 @@ class Env:
 
     # ---- what the mocks received ----
 
-    def mock_requests(self, name):
-        conn = http.client.HTTPConnection("127.0.0.1", self.mock_ports[name],
+    def mock_conn(self, name):
+        """A connection to a mock's control endpoints (HTTPS when that mock
+        serves TLS; the test trusts it blindly)."""
+        if self.mock_opts.get(name, {}).get("tls_cert"):
+            return http.client.HTTPSConnection(
+                "127.0.0.1", self.mock_ports[name], timeout=5,
+                context=ssl._create_unverified_context())
+        return http.client.HTTPConnection("127.0.0.1", self.mock_ports[name],
                                           timeout=5)
+
+    def mock_requests(self, name):
+        conn = self.mock_conn(name)
         try:
             conn.request("GET", "/__requests")
             return json.loads(conn.getresponse().read())
@@ -580,8 +595,7 @@ class Env:
         return {n: len(v) for n, v in self.received().items()}
 
     def set_mock(self, name, **behaviour):
-        conn = http.client.HTTPConnection("127.0.0.1", self.mock_ports[name],
-                                          timeout=5)
+        conn = self.mock_conn(name)
         try:
             conn.request("POST", "/__behaviour",
                          body=json.dumps(behaviour).encode())
