@@ -319,7 +319,8 @@ class Env:
             "  fingerprint_key_file: fingerprint.key",
             "clients:",
         ]
-        for name, key in CLIENTS.items():
+        for name, key in list(CLIENTS.items()) + list(
+                getattr(self, "extra_clients", {}).items()):
             lines.append("  - {name: %s, key_sha256: \"%s\"}" % (
                 name, hashlib.sha256(key.encode()).hexdigest()))
         lines.append("limits:")

@@ -269,3 +269,49 @@ def test_concurrent_requests(t):
           sum(c.values()) == 24, "counts %s", c)
     check(dt < 4, "24 concurrent requests with 0.2 s upstream latency took "
           "%.1f s (serialised?)", dt)
+
+
+def test_in_flight_request_keeps_its_snapshot(t):
+    """A request decided before a reload fails over among ITS candidates,
+    not the new policy's."""
+    env = t.env(public_prefer=["mistral-eu", "azure-sweden"],
+                mocks={"mistral-eu": {"delay_first_byte": 1.5,
+                                      "fail_status": 500}})
+    res = {}
+    th = threading.Thread(target=lambda: res.update(r=env.chat(TEXT_PUBLIC)),
+                          daemon=True)
+    th.start()
+    check(env.wait_received("mistral-eu", 1), "mistral-eu never got it")
+    env.write_policy(env.policy_yaml(["onprem-vllm"]))
+    env.signal(signal.SIGHUP)
+    th.join(15)
+    r = res.get("r")
+    check(r is not None and r.status == 200, "in-flight request: %r", r)
+    check(r.header("X-Sovgate-Backend") == "azure-sweden",
+          "the in-flight request failed over to %r, not to its own "
+          "decision's next candidate azure-sweden",
+          r.header("X-Sovgate-Backend"))
+    check(env.mock_requests("onprem-vllm") == [],
+          "the in-flight request went to a backend of the new policy")
+    r = wait_backend(env, TEXT_PUBLIC, "onprem-vllm")
+    check(r.header("X-Sovgate-Backend") == "onprem-vllm",
+          "new policy not applied after the reload")
+
+
+def test_sighup_reloads_clients(t):
+    env = t.env()
+    r = env.chat(TEXT_PUBLIC, key="e2e-key-newcomer")
+    check(r.status == 401, "an unknown key got %d", r.status)
+    env.extra_clients = {"newcomer": "e2e-key-newcomer"}
+    env.write_config()
+    env.signal(signal.SIGHUP)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        r = env.chat(TEXT_PUBLIC, key="e2e-key-newcomer")
+        if r.status == 200:
+            break
+        time.sleep(0.1)
+    check(r.status == 200, "a client added by reload got %d", r.status)
+    row = env.decision(r.header("X-Sovgate-Decision"))
+    check(row and row.get("client") == "newcomer", "row client %r",
+          row and row.get("client"))
