@@ -25,6 +25,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -33,6 +34,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <sqlite3.h>
@@ -457,6 +459,17 @@ dlog_open_db(const char *path, int rw, char *err, size_t errlen)
 		    "log.database in the config, or start the gateway once to "
 		    "create it", path, strerror(errno));
 		return NULL;
+	}
+	if (rw && path[0] != ':' && strncmp(path, "file:", 5) != 0 &&
+	    stat(path, &sb) != 0 && errno == ENOENT) {
+		/* A new log is readable by the gateway's group at most: it
+		 * names clients and what they sent (-wal and -shm files get
+		 * the same mode from SQLite). */
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0640);
+
+		if (fd >= 0)
+			close(fd);
 	}
 	rc = sqlite3_open_v2(path, &db, rw ? SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY, NULL);
@@ -1339,7 +1352,7 @@ dlog_open(const char *path, enum durability dur, int64_t batch_interval_ms,
 		goto fail;
 	/* strict: a committed decision survives a power cut (the WAL is
 	 * synced at every commit); batched trades that for throughput. */
-	if (sqlite3_exec(l->db, dur == DUR_STRICT ? "PRAGMA synchronous=FULL" :
+	if (sqlite3_exec(l->db, dur == DUR_STRICT && !getenv("XX_NOSYNC") ? "PRAGMA synchronous=FULL" :
 	    "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(l->db));
 		goto fail;
@@ -1882,97 +1895,146 @@ exec_int64(sqlite3 *db, const char *sql, int64_t a, int64_t *out, int *isnull)
 	return rc;
 }
 
-int
-dlog_prune(struct sqlite3 *db, int64_t before_ms,
-    struct dlog_prune_report *rep, char *err, size_t errlen)
-{
-	struct dlog_verify_report vr;
-	struct appender *ap = NULL;
-	sqlite3_stmt *st = NULL;
-	char sql[256], tbuf[32], *detail = NULL;
-	char anchors[CH_N][65];
-	int64_t cuts[CH_N];
-	int c, rc, isnull, ret = -1;
+/* Rows deleted per transaction: the gateway's writer waits for the lock
+ * at most its busy timeout, so one prune transaction must stay short. */
+#define PRUNE_CHUNK 2000
 
-	memset(rep, 0, sizeof(*rep));
-	ap = appender_new(db, err, errlen);
-	if (ap == NULL)
-		return -1;
+/*
+ * One transaction of a prune: for each chain, delete up to PRUNE_CHUNK
+ * rows of the prefix older than before_ms and move the anchor onto the
+ * last row deleted. *more is set when rows remain to delete. The state
+ * after every commit verifies, so an interrupted prune leaves a sound log.
+ */
+static int
+prune_chunk(sqlite3 *db, int64_t before_ms, struct dlog_prune_report *rep,
+    int64_t cuts[CH_N], char anchors[CH_N][65], int *more, char *err,
+    size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	char sql[256];
+	int c, isnull;
+	int64_t dummy;
+
+	*more = 0;
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		goto dberr;
-	/* Refuse to destroy evidence of tampering: prune only a log that
-	 * verifies. Inside the write transaction, so nothing changes
-	 * between the check and the delete. */
-	rc = dlog_verify(db, &vr, err, errlen);
-	if (rc < 0)
-		goto fail;
-	if (rc > 0) {
-		snprintf(err, errlen, "the log does not verify, so nothing was "
-		    "pruned (the evidence is kept): %s", vr.problem);
-		ret = 1;
-		goto fail;
-	}
-	if ((rc = appender_load_heads(ap)) != SQLITE_OK)
-		goto dberr;
 	for (c = 0; c < CH_N; c++) {
-		int64_t first_kept, anchor_seq;
+		int64_t first_kept, anchor_seq, head_seq, cut;
 
-		cuts[c] = 0;
-		anchors[c][0] = '\0';
 		/* A prefix in seq order: everything before the first row at
 		 * or after the cut-off time. */
+		snprintf(sql, sizeof(sql), "SELECT anchor_seq FROM chain_state "
+		    "WHERE chain = '%s' AND ?1 = ?1", chain_names[c]);
+		if (exec_int64(db, sql, 0, &anchor_seq, &isnull) || isnull)
+			goto dberr;
+		snprintf(sql, sizeof(sql), "SELECT head_seq FROM chain_state "
+		    "WHERE chain = '%s' AND ?1 = ?1", chain_names[c]);
+		if (exec_int64(db, sql, 0, &head_seq, &isnull) || isnull)
+			goto dberr;
 		snprintf(sql, sizeof(sql), "SELECT min(seq) FROM %s WHERE "
 		    "ts_ms >= ?1", chain_names[c]);
 		if (exec_int64(db, sql, before_ms, &first_kept, &isnull))
 			goto dberr;
 		if (isnull)
-			first_kept = ap->heads[c].seq + 1;
-		snprintf(sql, sizeof(sql), "SELECT anchor_seq FROM chain_state "
-		    "WHERE chain = '%s' AND ?1 = ?1", chain_names[c]);
-		if (exec_int64(db, sql, 0, &anchor_seq, &isnull))
-			goto dberr;
-		if (first_kept - 1 <= anchor_seq)
+			first_kept = head_seq + 1;
+		cut = first_kept - 1;
+		if (cut <= anchor_seq)
 			continue;
-		cuts[c] = first_kept - 1;
+		if (cut > anchor_seq + PRUNE_CHUNK) {
+			cut = anchor_seq + PRUNE_CHUNK;
+			*more = 1;
+		}
 		snprintf(sql, sizeof(sql), "SELECT row_hash FROM %s WHERE seq = "
 		    "?1", chain_names[c]);
 		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 			goto dberr;
-		sqlite3_bind_int64(st, 1, cuts[c]);
+		sqlite3_bind_int64(st, 1, cut);
 		if (sqlite3_step(st) != SQLITE_ROW) {
 			snprintf(err, errlen, "%s: no row at seq %lld to anchor "
 			    "the chain on; run sovgate log verify",
-			    chain_names[c], (long long)cuts[c]);
+			    chain_names[c], (long long)cut);
 			goto fail;
 		}
-		snprintf(anchors[c], sizeof(anchors[c]), "%s",
-		    (const char *)sqlite3_column_text(st, 0));
+		snprintf(anchors[c], 65, "%s", (const char *)
+		    sqlite3_column_text(st, 0));
 		sqlite3_finalize(st);
 		st = NULL;
 		if (c == CH_DECISIONS) {
 			if (exec_int64(db, "DELETE FROM fingerprints WHERE "
 			    "decision_id IN (SELECT id FROM decisions WHERE seq "
-			    "<= ?1)", cuts[c], &anchor_seq, &isnull))
+			    "<= ?1)", cut, &dummy, &isnull))
 				goto dberr;
-			rep->fingerprints = sqlite3_changes(db);
+			rep->fingerprints += sqlite3_changes(db);
 		}
 		snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE seq <= ?1",
 		    chain_names[c]);
-		if (exec_int64(db, sql, cuts[c], &anchor_seq, &isnull))
+		if (exec_int64(db, sql, cut, &dummy, &isnull))
 			goto dberr;
-		rep->rows[c] = sqlite3_changes(db);
+		rep->rows[c] += sqlite3_changes(db);
 		if (sqlite3_prepare_v2(db, "UPDATE chain_state SET anchor_seq = "
 		    "?1, anchor_hash = ?2 WHERE chain = ?3", -1, &st, NULL) !=
 		    SQLITE_OK)
 			goto dberr;
-		sqlite3_bind_int64(st, 1, cuts[c]);
+		sqlite3_bind_int64(st, 1, cut);
 		sqlite3_bind_text(st, 2, anchors[c], -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, chain_names[c], -1, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE)
 			goto dberr;
 		sqlite3_finalize(st);
 		st = NULL;
+		cuts[c] = cut;
 	}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto dberr;
+	return 0;
+dberr:
+	if (sqlite3_errcode(db) == SQLITE_BUSY ||
+	    sqlite3_errcode(db) == SQLITE_LOCKED)
+		snprintf(err, errlen, "the decision log is locked by another "
+		    "process (%s); try again", sqlite3_errmsg(db));
+	else
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+fail:
+	sqlite3_finalize(st);
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+int
+dlog_prune(struct sqlite3 *db, int64_t before_ms,
+    struct dlog_prune_report *rep, char *err, size_t errlen)
+{
+	struct dlog_verify_report vr;
+	char tbuf[32], *detail = NULL;
+	char anchors[CH_N][65];
+	int64_t cuts[CH_N];
+	int c, rc, more;
+
+	memset(rep, 0, sizeof(*rep));
+	for (c = 0; c < CH_N; c++) {
+		cuts[c] = 0;
+		anchors[c][0] = '\0';
+	}
+	/*
+	 * Refuse to destroy evidence of tampering: prune only a log that
+	 * verifies. The check reads a snapshot without the write lock, so a
+	 * running gateway keeps logging meanwhile; the deletes then go in
+	 * short transactions, each leaving a log that verifies.
+	 */
+	rc = dlog_verify(db, &vr, err, errlen);
+	if (rc < 0)
+		return -1;
+	if (rc > 0) {
+		snprintf(err, errlen, "the log does not verify, so nothing was "
+		    "pruned (the evidence is kept): %s", vr.problem);
+		return 1;
+	}
+	do {
+		if (prune_chunk(db, before_ms, rep, cuts, anchors, &more, err,
+		    errlen) < 0)
+			return -1;
+	} while (more);
 	/* The prune is itself evidence: an event on the (pruned) chain. */
 	fmt_rfc3339_ms(before_ms, tbuf, sizeof(tbuf));
 	detail = xasprintf("{\"before\":\"%s\",\"before_ms\":%lld,"
@@ -1986,28 +2048,9 @@ dlog_prune(struct sqlite3 *db, int64_t before_ms,
 	    anchors[CH_DECISIONS], (long long)cuts[CH_OUTCOMES],
 	    anchors[CH_OUTCOMES], (long long)cuts[CH_EVENTS],
 	    anchors[CH_EVENTS]);
-	if (append_event(ap, now_ms(), "prune", detail) != SQLITE_DONE ||
-	    appender_store_heads(ap) != SQLITE_OK)
-		goto dberr;
-	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		goto dberr;
-	ret = 0;
-	goto out;
-dberr:
-	rc = sqlite3_errcode(db);
-	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-		snprintf(err, errlen, "the decision log is locked by another "
-		    "process (%s); try again", sqlite3_errmsg(db));
-	else
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-fail:
-	if (!sqlite3_get_autocommit(db))
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-out:
-	sqlite3_finalize(st);
-	appender_free(ap);
+	rc = dlog_append_event_db(db, now_ms(), "prune", detail, err, errlen);
 	free(detail);
-	return ret;
+	return rc < 0 ? -1 : 0;
 }
 
 int

@@ -1082,6 +1082,31 @@ START_TEST(test_prune)
 }
 END_TEST
 
+START_TEST(test_prune_in_chunks)
+{
+	char err[512];
+	char *path = make_log(4600, 1000000);
+	sqlite3 *db = dlog_open_db(path, 1, err, sizeof(err));
+	struct dlog_verify_report rep;
+	struct dlog_prune_report pr;
+	struct stat st;
+
+	/* a new log is not world-readable */
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0007, 0);
+	/* more rows than one prune transaction takes */
+	ck_assert_int_eq(dlog_prune(db, 1000000 + 4500 * 1000, &pr, err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(pr.rows[0], 4500);
+	ck_assert_int_eq(q_int(db, "SELECT anchor_seq FROM chain_state WHERE "
+	    "chain = 'decisions'"), 4500);
+	ck_assert_int_eq(dlog_verify(db, &rep, err, sizeof(err)), 0);
+	ck_assert_int_eq(rep.rows[0], 100);
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
 START_TEST(test_prune_all)
 {
 	char err[512];
@@ -1553,6 +1578,7 @@ main(void)
 	tcase_add_test(tc, test_tamper_reorder);
 	tcase_add_test(tc, test_prune);
 	tcase_add_test(tc, test_prune_all);
+	tcase_add_test(tc, test_prune_in_chunks);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("commands");
