@@ -76,6 +76,11 @@ unsigned scan_count(const struct scan *s, const char *type);
 /* {"iban":1,"email":2} into a new string, types sorted by name. */
 char *scan_findings_json(const struct scan *s);
 
+/* Offset in the original text of an offset in the normalised text of the
+ * last text scanned (normalisation drops zero-width characters and
+ * shortens full-width forms). */
+size_t scan_orig_offset(const struct scan *s, size_t norm_off);
+
 /* Every built-in finding type name (NULL-terminated), for `check`. */
 extern const char *const classify_builtin_types[];
 

@@ -54,43 +54,6 @@ endpoint_path(enum endpoint ep)
 	return "/";
 }
 
-/* Depth of arrays and objects, outside strings. Returns the offset where
- * max_depth is first exceeded, or -1. Used before handing tool-call
- * arguments to jansson, which recurses without our limit. */
-static long
-depth_exceeded(const char *s, size_t len, int max_depth)
-{
-	int depth = 0, in_str = 0;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		char c = s[i];
-
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = 0;
-			continue;
-		}
-		switch (c) {
-		case '"':
-			in_str = 1;
-			break;
-		case '[':
-		case '{':
-			if (++depth > max_depth)
-				return (long)i;
-			break;
-		case ']':
-		case '}':
-			depth--;
-			break;
-		}
-	}
-	return -1;
-}
-
 /*
  * A strict RFC 8259 parser that builds the same jansson tree jansson
  * would (jansson's own reader runs at a fraction of the speed we need on
@@ -612,6 +575,30 @@ request_parse(const char *body, size_t len, int max_depth, char *err,
 	return root;
 }
 
+/* Any JSON value (tool-call arguments), with the same checks; NULL if
+ * the text is not exactly one valid JSON value. */
+static json_t *
+parse_any(const char *s, size_t n)
+{
+	struct jp p;
+	json_t *v;
+
+	memset(&p, 0, sizeof(p));
+	p.s = (const unsigned char *)s;
+	p.n = n;
+	p.max_depth = DEFAULT_MAX_DEPTH;
+	v = jp_value(&p);
+	if (v != NULL) {
+		jp_ws(&p);
+		if (p.i < p.n) {
+			json_decref(v);
+			v = NULL;
+		}
+	}
+	free(p.buf);
+	return v;
+}
+
 /* ------------------------------------------------------------------ */
 
 struct walk {
@@ -672,11 +659,9 @@ walk_arguments(struct walk *w, const json_t *args)
 	if (json_is_string(args)) {
 		const char *s = json_string_value(args);
 		size_t n = json_string_length(args);
-		json_t *inner = NULL;
-		json_error_t e;
+		json_t *inner;
 
-		if (depth_exceeded(s, n, DEFAULT_MAX_DEPTH) < 0)
-			inner = json_loadb(s, n, JSON_DECODE_ANY, &e);
+		inner = parse_any(s, n);
 		if (inner != NULL) {
 			walk_value(w, inner, 0);
 			json_decref(inner);
