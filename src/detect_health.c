@@ -84,6 +84,11 @@ const struct lex_list lex_health[] = {
 	/* cues: health data even when the condition is not in the lexicon */
 	{"diagnosed with|was diagnosed|has been diagnosed|diagnostiqué avec|diagnostiquée avec|a été diagnostiqué|a été diagnostiquée|atteint de|atteinte de|diagnostiziert|wurde diagnostiziert|leidet an|erkrankt an|diagnosticato|diagnosticata|è stata diagnosticata|è stato diagnosticato|affetto da|affetta da|diagnosticado con|diagnosticada con|le diagnosticaron|padece|padece de|gediagnosticeerd|lijdt aan",
 	 LX_HEALTH | LX_CUE, 0},
+	/* someone named as a patient: health data whatever the condition */
+	{"the patient|le patient|la patiente|der patient|die patientin|"
+	 "il paziente|la paziente|el paciente|la paciente|de patiënt|"
+	 "de patiente",
+	 LX_HEALTH | LX_CUE, 0},
 
 	/* ---- English ---- */
 	{"cancer|cancers|breast cancer|lung cancer|prostate cancer|"
