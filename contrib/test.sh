@@ -196,6 +196,8 @@ else
 	run "$LOG" 300 make distdir distdir=build/sovgate-asan || rc=$?
 	if [ $rc = 0 ]; then
 		mv "$ROOT/build/sovgate-asan" "$ASAN_DIR"
+		# the suites find test vectors at <srcdir>/../shared
+		[ -d "$ROOT/../shared" ] && ln -sfn "$ROOT/../shared" "$ROOT/build/shared"
 		(
 			cd "$ASAN_DIR" || exit 2
 			run "$LOG" 300 ./configure -q \
