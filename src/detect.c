@@ -489,6 +489,59 @@ at_svnr_valid(const char *d, size_t n)
 	return date_ok(2000, dnum(d + 6, 2), dnum(d + 4, 2));
 }
 
+/* Finnish henkilötunnus: DDMMYY, century sign, NNN, check character
+ * (DDMMYYNNN mod 31). */
+static int
+fi_hetu_valid(const char *s, size_t n)
+{
+	static const char chk[] = "0123456789ABCDEFHJKLMNPRSTUVWXY";
+	char d[10];
+	int i;
+
+	if (n != 11 || strchr("+-ABCDEFUVWXY", toup(s[6])) == NULL)
+		return 0;
+	for (i = 0; i < 6; i++)
+		if (!isdig(s[i]))
+			return 0;
+	for (i = 7; i < 10; i++)
+		if (!isdig(s[i]))
+			return 0;
+	if (!date_ok(2000, dnum(s + 2, 2), dnum(s, 2)))
+		return 0;
+	memcpy(d, s, 6);
+	memcpy(d + 6, s + 7, 3);
+	d[9] = '\0';
+	{
+		long v = 0;
+
+		for (i = 0; i < 9; i++)
+			v = v * 10 + (d[i] - '0');
+		return toup(s[10]) == chk[v % 31];
+	}
+}
+
+/* Irish PPS number: 7 digits, check letter (weights 8..2, mod 23, 0 is
+ * W), optional second letter weighted 9. */
+static int
+ie_pps_valid(const char *s, size_t n)
+{
+	int sum = 0, i, c;
+
+	if (n != 8 && n != 9)
+		return 0;
+	for (i = 0; i < 7; i++) {
+		if (!isdig(s[i]))
+			return 0;
+		sum += (8 - i) * (s[i] - '0');
+	}
+	if (!isalph(s[7]) || (n == 9 && !isalph(s[8])))
+		return 0;
+	if (n == 9 && toup(s[8]) != 'W')
+		sum += 9 * (toup(s[8]) - 'A' + 1);
+	c = sum % 23;
+	return toup(s[7]) == (c == 0 ? 'W' : 'A' + c - 1);
+}
+
 /* ------------------------------------------------------------------ */
 /* shared helpers                                                      */
 
@@ -831,7 +884,7 @@ det_nid_numeric(const struct dtext *t)
 		enum nid pick = NID_COUNT;
 		static const enum nid order[] = {NID_FR_NIR, NID_BE_NN,
 		    NID_PL_PESEL, NID_DE_TAX, NID_SE_PNR, NID_UK_NHS,
-		    NID_NL_BSN, NID_AT_SVNR, NID_PT_NIF};
+		    NID_NL_BSN, NID_AT_SVNR, NID_PT_NIF, NID_DK_CPR};
 
 		if (!seq_start(t, r) || t->runs[r].end - t->runs[r].start > 15)
 			continue;
@@ -861,6 +914,9 @@ det_nid_numeric(const struct dtext *t)
 			ok |= 1u << NID_UK_NHS;
 		if (nd == 10 && at_svnr_valid(d, 10))
 			ok |= 1u << NID_AT_SVNR;
+		/* CPR has had no check digit since 2007: context and a date */
+		if (nd == 10 && date_ok(2000, dnum(d + 2, 2), dnum(d, 2)))
+			ok |= 1u << NID_DK_CPR;
 		if (nd == 9 && nl_bsn_valid(d, 9))
 			ok |= 1u << NID_NL_BSN;
 		if (nd == 9 && pt_nif_valid(d, 9))
@@ -868,6 +924,8 @@ det_nid_numeric(const struct dtext *t)
 		if (ok == 0)
 			continue;
 		ctx = id_context(t, q.start, &specific);
+		if (!specific)
+			ctx &= ~(1u << NID_DK_CPR);	/* no check digit */
 		/* canonical layouts */
 		if (q.ng == 2 && q.sep[1] == '-' && (nd == 10 || nd == 12) &&
 		    q.ge[0] - q.gs[0] == (size_t)nd - 4)
@@ -989,6 +1047,41 @@ det_nid_alpha(const struct dtext *t)
 
 		if (a < last_end)
 			continue;
+		/* fi_hetu: DDMMYY, sign, NNN, check character */
+		if (rl == 6 && seq_start(t, r) && b + 5 <= t->n &&
+		    isdig(s[b + 1]) && isdig(s[b + 2]) && isdig(s[b + 3]) &&
+		    isaln(s[b + 4]) && (b + 5 == t->n ||
+		    !iswordb((unsigned char)s[b + 5])) &&
+		    fi_hetu_valid(s + a, 11)) {
+			int i;
+
+			for (i = 0; i < 11; i++)
+				v[i] = (char)toup(s[a + (size_t)i]);
+			D_EMIT(t, nid_type_names[NID_FI_HETU], a, b + 5,
+			    PRIO_NID, v, 11);
+			last_end = b + 5;
+			continue;
+		}
+		/* ie_pps: 7 digits and one or two letters, named nearby */
+		if (rl == 7 && seq_start(t, r) && b < t->n && isalph(s[b])) {
+			size_t l = b + 1;
+			int sp;
+
+			if (l < t->n && isalph(s[l]))
+				l++;
+			if ((l >= t->n || !iswordb((unsigned char)s[l])) &&
+			    ie_pps_valid(s + a, l - a) &&
+			    (id_context(t, a, &sp) & (1u << NID_IE_PPS)) && sp) {
+				size_t i;
+
+				for (i = 0; i < l - a; i++)
+					v[i] = (char)toup(s[a + i]);
+				D_EMIT(t, nid_type_names[NID_IE_PPS], a, l,
+				    PRIO_NID, v, l - a);
+				last_end = l;
+				continue;
+			}
+		}
 		/* es_dni: 8 digits, optional '-' or ' ', letter */
 		if (rl == 8 && seq_start(t, r) && b < t->n) {
 			size_t l = b;

@@ -66,6 +66,15 @@ const struct lex_list lex_builtin[] = {
 	 LX_IDCTX, ID(AT_SVNR) | ID(FR_NIR)},
 	{"número de contribuinte|numero de contribuinte|contribuinte|nipc",
 	 LX_IDCTX, ID(PT_NIF)},
+	{"henkilötunnus|hetu|finnish personal identity code|"
+	 "personal identity code|sosiaaliturvatunnus",
+	 LX_IDCTX, ID(FI_HETU)},
+	{"cpr|cpr-nummer|cpr number|cpr-nr|personnummer (dk)|"
+	 "danish personal number",
+	 LX_IDCTX, ID(DK_CPR)},
+	{"pps|ppsn|pps number|ppsn number|personal public service number|"
+	 "personal public service",
+	 LX_IDCTX, ID(IE_PPS)},
 	/* generic words for an identifier: count only right before it */
 	{"id|identifier|identifiant|identificador|identificativo|"
 	 "identificación|identificatie|kennung|kennnummer|nummer|numéro|numero|"

@@ -171,6 +171,12 @@ START_TEST(test_national_id)
 	YES("NINO: AB 12 34 56 C", "national_id.uk_nino");
 	YES("NHS number 943 476 5919", "national_id.uk_nhs_number");
 	NO("call 943 476 5919", "national_id");
+	YES("HETU 131052-308T", "national_id.fi_hetu");
+	NO("131052-308U", "national_id");
+	YES("PPSN: 1234567TW", "national_id.ie_pps");
+	NO("1234567TW", "national_id");		/* no context */
+	YES("CPR-nummer: 010190-1234", "national_id.dk_cpr");
+	NO("Nummer: 010190-1234", "national_id.dk_cpr");
 }
 END_TEST
 
