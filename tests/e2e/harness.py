@@ -177,6 +177,16 @@ def check(cond, msg, *args):
         raise TestFailure(msg % args if args else msg)
 
 
+def _die_with_parent():
+    """preexec_fn: the child gets SIGKILL if the test runner dies (even by
+    SIGKILL), so nothing outlives a killed test run."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except Exception:
+        pass
+
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
@@ -345,7 +355,8 @@ class Env:
             args += ["--backend", spec]
         log = open(self.mock_log, "ab")
         p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
-                             stderr=log, start_new_session=True)
+                             stderr=log, start_new_session=True,
+                             preexec_fn=_die_with_parent)
         log.close()
         self.procs.append(p)
         deadline = time.time() + 10
@@ -369,13 +380,15 @@ class Env:
     def start_gateway(self):
         for attempt in range(3):
             self.port = free_port()
+            if self.admin_port:
+                self.admin_port = free_port()
             self.write_config()
             log = open(self.gw_log, "ab")
             self.gw = subprocess.Popen(
                 [SOVGATE_BIN, "-c", self.conf, "serve"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=self.gateway_env(), cwd=self.dir,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=_die_with_parent)
             log.close()
             self.procs.append(self.gw)
             deadline = time.time() + 15
