@@ -230,7 +230,7 @@ static void
 load_log(const struct ynode *m, struct gw_config *c, struct diags *d)
 {
 	static const char *const known[] = { "database", "durability",
-		"batch_interval", "fingerprint_key_file", NULL };
+		"batch_interval", "fingerprint_key_file", "sync", NULL };
 	const struct ynode *n;
 
 	if (ynode_expect(m, YN_MAP, "log", d) < 0)
@@ -248,6 +248,17 @@ load_log(const struct ynode *m, struct gw_config *c, struct diags *d)
 			ynode_diag(n, d, DIAG_ERROR, "log.durability must be "
 			    "strict or batched, not '%s'",
 			    n->type == YN_SCALAR ? n->str : "?");
+	}
+	n = ynode_get(m, "sync");
+	if (n) {
+		if (n->type == YN_SCALAR && strcmp(n->str, "normal") == 0)
+			c->log_sync_full = 0;
+		else if (n->type == YN_SCALAR && strcmp(n->str, "full") == 0)
+			c->log_sync_full = 1;
+		else
+			ynode_diag(n, d, DIAG_ERROR, "log.sync must be normal "
+			    "(a commit survives a crash of sovgate) or full (it "
+			    "also survives a power cut: one fsync per commit)");
 	}
 	get_duration(m, "batch_interval", "log.", &c->batch_interval_ms, d);
 	n = ynode_get(m, "batch_interval");

@@ -63,6 +63,7 @@ struct gw_config {
 	char *log_database;	/* absolute */
 	enum durability durability;
 	int64_t batch_interval_ms;	/* batched mode: 5 ms */
+	int log_sync_full;	/* log.sync: full (fsync every commit) */
 	char *fingerprint_key_file;	/* absolute; NULL = none */
 	char *shadow_policy_path;	/* optional candidate policy; absolute */
 	struct client_def *clients;

@@ -67,6 +67,11 @@ void dlog_outcome_free(struct dlog_outcome *o);	/* NULL is a no-op */
  * NULL on failure with the reason in err. */
 struct dlog *dlog_open(const char *path, enum durability dur,
     int64_t batch_interval_ms, char *err, size_t errlen);
+/* How hard a commit is: NORMAL survives a crash of the process (WAL
+ * written), FULL also a power cut (WAL fsynced at every commit). */
+enum dlog_sync { DLOG_SYNC_NORMAL, DLOG_SYNC_FULL };
+struct dlog *dlog_open_ex(const char *path, enum durability dur,
+    int64_t batch_interval_ms, enum dlog_sync sync, char *err, size_t errlen);
 /* Drain the queue, commit, stop the thread, close. NULL is a no-op. */
 void dlog_close(struct dlog *l);
 

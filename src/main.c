@@ -56,7 +56,8 @@ run_log(const char *config, int argc, char **argv)
 		return 2;
 	}
 	diags_free(d);
-	rc = cmd_log(argc, argv, cfg->log_database);
+	rc = cmd_log_ex(argc, argv, cfg->log_database,
+	    cfg->fingerprint_key_file);
 	config_free(cfg);
 	return rc;
 }

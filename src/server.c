@@ -62,6 +62,9 @@
 #define SSE_LINE_MAX		(256 * 1024)
 /* Input buffered while a request is in process (pipelining is bounded). */
 #define CLIENT_IN_HIGH		(64 * 1024)
+/* Access-log lines are written in batches. */
+#define ALOG_FLUSH_MS		200
+#define ALOG_FLUSH_BYTES	(32 * 1024)
 
 struct worker;
 struct request;
@@ -163,6 +166,9 @@ struct worker {
 	struct scan *scan;
 	struct upstream_pool *pool;
 	struct adapter_env env;
+	struct limits lim;	/* of the latest snapshot this worker saw */
+	struct evbuffer *alog;	/* access-log lines waiting to be written */
+	struct event *alog_timer;
 	struct conn *conns;
 	int nconns;
 	int draining;
@@ -651,6 +657,8 @@ handle_request(struct conn *c)
 	    url);
 	memcpy(r->path, path, sizeof(r->path));
 	r->snap = snapshot_current();
+	if (r->snap != NULL)
+		c->w->lim = r->snap->cfg->limits;
 	if (r->snap == NULL) {
 		respond_error(r, 503, "service_unavailable", "not_ready",
 		    "no configuration loaded");
@@ -1472,14 +1480,42 @@ submit_outcome(struct request *r)
 }
 
 static void
+alog_flush(struct worker *w)
+{
+	/* Under the log lock so the batch does not interleave with other
+	 * threads' lines; a failing stderr drops the batch, never blocks
+	 * the worker in a loop. */
+	log_lock();
+	while (evbuffer_get_length(w->alog) > 0)
+		if (evbuffer_write(w->alog, STDERR_FILENO) <= 0) {
+			evbuffer_drain(w->alog, evbuffer_get_length(w->alog));
+			break;
+		}
+	log_unlock();
+}
+
+static void
+alog_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	alog_flush(arg);
+}
+
+static void
 access_log(struct request *r)
 {
 	metrics_request(r->client ? r->client_name : "", level_name(r),
 	    r->answered ? r->answered->name : "", r->action, r->status,
 	    (double)(mono_ms() - r->t0) / 1000.0);
-	log_info("access id=%s client=%s endpoint=%s level=%s action=%s "
-	    "backend=%s status=%d attempts=%zu ms=%lld in=%llu out=%llu "
-	    "tokens=%lld%s%s",
+	char ts[32];
+
+	/* Buffered per worker and written every ALOG_FLUSH_MS or when
+	 * large: one write per batch instead of one per request. */
+	fmt_rfc3339_ms(now_ms(), ts, sizeof(ts));
+	evbuffer_add_printf(r->w->alog, "%s info access id=%s client=%s "
+	    "endpoint=%s level=%s action=%s backend=%s status=%d attempts=%zu "
+	    "ms=%lld in=%llu out=%llu tokens=%lld%s%s\n", ts,
 	    r->id, r->client ? r->client_name : "-",
 	    r->path[0] ? r->path : "-", level_name(r),
 	    r->action[0] ? r->action : "-",
@@ -1488,6 +1524,8 @@ access_log(struct request *r)
 	    (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
 	    (long long)r->total_tokens, r->error[0] ? " error=" : "",
 	    r->error[0] ? r->error : "");
+	if (evbuffer_get_length(r->w->alog) >= ALOG_FLUSH_BYTES)
+		alog_flush(r->w);
 }
 
 /* The answer is written (or abandoned): record, then free or orphan. */
@@ -1530,27 +1568,12 @@ conn_arm(struct conn *c, int64_t ms)
 	evtimer_add(c->timer, &tv);
 }
 
+/* Connection-phase limits come from the worker's copy, refreshed at every
+ * request from the snapshot that request uses: no lock per phase. */
 static const struct limits *
-conn_limits(void)
+conn_limits(const struct conn *c)
 {
-	static struct limits dflt;
-	static int init;
-	struct snapshot *s = snapshot_current();
-
-	/* Limits are read at each phase from the current snapshot; the
-	 * struct is copied so no reference is kept. */
-	if (s) {
-		static __thread struct limits cur;
-
-		cur = s->cfg->limits;
-		snapshot_unref(s);
-		return &cur;
-	}
-	if (!init) {
-		limits_defaults(&dflt);
-		init = 1;
-	}
-	return &dflt;
+	return &c->w->lim;
 }
 
 static void
@@ -1688,7 +1711,7 @@ static int
 c_on_head(void *arg, struct http_head *hd)
 {
 	struct conn *c = arg;
-	const struct limits *lim = conn_limits();
+	const struct limits *lim = conn_limits(c);
 	const char *expect = http_head_get(hd, "expect");
 
 	if (hd->content_length >= 0 &&
@@ -1718,7 +1741,7 @@ c_on_body(void *arg, const char *p, size_t n)
 {
 	struct conn *c = arg;
 
-	if (evbuffer_get_length(c->req->body) + n > conn_limits()->max_body) {
+	if (evbuffer_get_length(c->req->body) + n > conn_limits(c)->max_body) {
 		http_parser_fail(c->hp, 413, "request body larger than "
 		    "limits.max_body");
 		return -1;
@@ -1752,7 +1775,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	if (c->state == C_IDLE) {
 		c->state = C_HEAD;
-		conn_arm(c, conn_limits()->header_timeout_ms);
+		conn_arm(c, conn_limits(c)->header_timeout_ms);
 	}
 	res = http_parser_feed(c->hp, in);
 	switch (res) {
@@ -1820,7 +1843,7 @@ conn_next(struct conn *c)
 	}
 	http_parser_reset(c->hp);
 	c->state = C_IDLE;
-	conn_arm(c, conn_limits()->keepalive_timeout_ms);
+	conn_arm(c, conn_limits(c)->keepalive_timeout_ms);
 	/* A pipelined request may already be here. */
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		conn_read_cb(c->bev, c);
@@ -1832,7 +1855,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 {
 	struct worker *w = arg;
 	struct conn *c;
-	const struct limits *lim = conn_limits();
+	const struct limits *lim = &w->lim;
 	struct timeval wt;
 	int one = 1;
 
@@ -1928,10 +1951,15 @@ worker_main(void *arg)
 	struct worker *w = arg;
 	sigset_t all;
 
+	char name[16];
+
+	snprintf(name, sizeof(name), "sovgate-w%d", w->id);
+	pthread_setname_np(pthread_self(), name);
 	/* Signals belong to the main thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	event_base_dispatch(w->base);
+	alog_flush(w);
 	return NULL;
 }
 
@@ -2069,8 +2097,9 @@ server_run(const char *config_path)
 	snapshot_install(snapshot_ref(snap));
 	health_init(3, 10000);
 
-	srv.dlog = dlog_open(snap->cfg->log_database, snap->cfg->durability,
-	    snap->cfg->batch_interval_ms, err, sizeof(err));
+	srv.dlog = dlog_open_ex(snap->cfg->log_database, snap->cfg->durability,
+	    snap->cfg->batch_interval_ms, snap->cfg->log_sync_full ?
+	    DLOG_SYNC_FULL : DLOG_SYNC_NORMAL, err, sizeof(err));
 	if (srv.dlog == NULL) {
 		fprintf(stderr, "sovgate: cannot open the decision log %s: %s\n",
 		    snap->cfg->log_database, err);
@@ -2107,6 +2136,15 @@ server_run(const char *config_path)
 		w->mb = mailbox_new(w->base);
 		w->scan = scan_new();
 		w->pool = upstream_pool_new(w->base, w->dns);
+		w->lim = snap->cfg->limits;
+		w->alog = evbuffer_new();
+		w->alog_timer = event_new(w->base, -1, EV_PERSIST,
+		    alog_timer_cb, w);
+		{
+			struct timeval atv = { 0, ALOG_FLUSH_MS * 1000 };
+
+			event_add(w->alog_timer, &atv);
+		}
 		w->env.base = w->base;
 		w->env.dns = w->dns;
 		w->env.mb = w->mb;
@@ -2183,6 +2221,8 @@ server_run(const char *config_path)
 	for (i = 0; i < nw; i++) {
 		struct worker *w = &srv.w[i];
 
+		event_free(w->alog_timer);
+		evbuffer_free(w->alog);
 		upstream_pool_free(w->pool);
 		scan_free(w->scan);
 		mailbox_free(w->mb);

@@ -43,6 +43,18 @@ vlog(enum log_level lvl, const char *fmt, va_list ap)
 }
 
 void
+log_lock(void)
+{
+	pthread_mutex_lock(&g_log_mu);
+}
+
+void
+log_unlock(void)
+{
+	pthread_mutex_unlock(&g_log_mu);
+}
+
+void
 log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	va_list ap;

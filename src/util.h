@@ -20,6 +20,10 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_err(...)   log_msg(LOG_LVL_ERR, __VA_ARGS__)
 
+/* For writers of pre-formatted batches (the access log). */
+void log_lock(void);
+void log_unlock(void);
+
 /* Startup failures and broken invariants only: prints and exits 2. */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

@@ -67,7 +67,7 @@ policy: policy/
 backends: backends/
 log:
   database: $work/decisions.db
-  durability: strict
+  durability: ${DURABILITY:-strict}
   fingerprint_key_file: $work/fp.key
 clients:
   - {name: bench, key_sha256: "$keyhash"}
@@ -124,8 +124,18 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores; ${dur}s per run; upstream: nginx retu
 printf '%-10s %-14s %12s %12s %10s\n' proxy load req/s p50 non2xx
 read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 32 2)
 printf '%-10s %-14s %12s %12s %10s\n' nginx "c32 t2" "$r" "$l" "$e"
+# PERF=FILE records a CPU profile of sovgate during its c32 run.
+if [ -n "${PERF:-}" ]; then
+	perf record -F 999 -g -o "$PERF" -p "${pids[0]}" -- sleep "$dur" >/dev/null 2>&1 &
+	perfpid=$!
+fi
+cpu0=$(awk '{print $14+$15}' /proc/${pids[0]}/stat)
 read -r r l e < <(run "http://127.0.0.1:$SG/v1/chat/completions" 32 2)
+cpu1=$(awk '{print $14+$15}' /proc/${pids[0]}/stat)
 printf '%-10s %-14s %12s %12s %10s\n' sovgate "c32 t2" "$r" "$l" "$e"
+[ -n "${PERF:-}" ] && wait "$perfpid"
+for t in /proc/${pids[0]}/task/*; do echo "  thread $(cat $t/comm) $(awk '{print ($14+$15)*10}' $t/stat) ms total"; done
+echo "sovgate CPU during c32: $(( (cpu1-cpu0)*10 )) ms for ${dur}s ($(python3 -c "print(round(($cpu1-$cpu0)*10000/($r*$dur),1))") us/request)"
 read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 1 1)
 printf '%-10s %-14s %12s %12s %10s\n' nginx "c1 t1" "$r" "$l" "$e"
 read -r r l e < <(run "http://127.0.0.1:$SG/v1/chat/completions" 1 1)
