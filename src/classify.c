@@ -347,8 +347,9 @@ struct spriv {
 	size_t nruns, runs_cap;
 	struct dhit *hits;
 	size_t nhits, hits_cap;
-	struct dhit *hits2;	/* second automaton stream (long texts) */
-	size_t nhits2, hits2_cap;
+	/* hits of automaton streams 1..3 on long texts, appended after */
+	struct dhit *xhits[4];
+	size_t nxhits[4], xhits_cap[4];
 	struct cand *cands;
 	size_t ncands, cands_cap;
 	/* distinct (type, value) hashes; open addressing, 0 = empty */
@@ -418,7 +419,9 @@ scan_free(struct scan *s)
 		free(p->fmap);
 		free(p->runs);
 		free(p->hits);
-		free(p->hits2);
+		free(p->xhits[1]);
+		free(p->xhits[2]);
+		free(p->xhits[3]);
 		if (p->cands != NULL)
 			memset(p->cands, 0, p->cands_cap * sizeof(*p->cands));
 		free(p->cands);
@@ -871,11 +874,11 @@ f_word(unsigned char c)
 
 static void
 report(struct spriv *p, const struct classifier *c, const char *f,
-    size_t fn, uint32_t state, size_t i, int second)
+    size_t fn, uint32_t state, size_t i, int k)
 {
-	struct dhit **hits = second ? &p->hits2 : &p->hits;
-	size_t *nhits = second ? &p->nhits2 : &p->nhits;
-	size_t *cap = second ? &p->hits2_cap : &p->hits_cap;
+	struct dhit **hits = k ? &p->xhits[k] : &p->hits;
+	size_t *nhits = k ? &p->nxhits[k] : &p->nhits;
+	size_t *cap = k ? &p->xhits_cap[k] : &p->hits_cap;
 	const struct ac *a = &c->ac;
 
 	for (;;) {
@@ -931,7 +934,7 @@ report(struct spriv *p, const struct classifier *c, const char *f,
 
 /* Texts from this length on run as two interleaved streams. */
 #ifndef AC_SPLIT_MIN
-#define AC_SPLIT_MIN 4096
+#define AC_SPLIT_MIN 512
 #endif
 
 /* One automaton step; reports when the target state says so. */
@@ -952,36 +955,40 @@ ac_run(struct spriv *p, const struct classifier *c, const char *f, size_t fn)
 	size_t i;
 
 	p->nhits = 0;
-	p->nhits2 = 0;
-	if (a->d16 != NULL && fn >= AC_SPLIT_MIN) {
+	if (a->d16 != NULL && fn >= AC_SPLIT_MIN && fn / 4 > a->maxlen) {
 		/*
 		 * Each step waits for the previous load, so one stream is
-		 * latency-bound: run two independent streams over the two
-		 * halves. The second starts maxlen bytes early so that every
-		 * pattern ending in its half is seen whole; it reports only
-		 * from mid on, so the hits stay ordered by end.
+		 * latency-bound: run four independent streams over the four
+		 * quarters. Streams 1-3 start maxlen bytes early so that every
+		 * pattern ending in their quarter is seen whole, and report
+		 * only from their quarter on, so the hits stay ordered by end
+		 * once appended in stream order.
 		 */
 		const uint16_t *d = a->d16;
-		size_t mid = fn / 2, s0 = mid - a->maxlen, j;
-		uint32_t sa = 0, sb = 0;
+		size_t q = fn / 4, k, b1 = q, b2 = 2 * q, b3 = 3 * q;
+		uint32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 
-		for (i = 0; i < mid - s0; i++) {	/* warm up stream 2 */
-			uint32_t x = d[(sb << sh) + cls[u[s0 + i]]];
-
-			sb = x & 0x7fff;
+		for (k = 1; k < 4; k++)
+			p->nxhits[k] = 0;
+		for (i = a->maxlen; i > 0; i--) {	/* warm up 1-3 */
+			s1 = d[(s1 << sh) + cls[u[b1 - i]]] & 0x7fff;
+			s2 = d[(s2 << sh) + cls[u[b2 - i]]] & 0x7fff;
+			s3 = d[(s3 << sh) + cls[u[b3 - i]]] & 0x7fff;
 		}
-		for (i = 0, j = mid; i < mid; i++, j++) {
-			AC_STEP16(sa, i, 0);
-			AC_STEP16(sb, j, 1);
+		for (i = 0; i < q; i++) {
+			AC_STEP16(s0, i, 0);
+			AC_STEP16(s1, b1 + i, 1);
+			AC_STEP16(s2, b2 + i, 2);
+			AC_STEP16(s3, b3 + i, 3);
 		}
-		for (; j < fn; j++)
-			AC_STEP16(sb, j, 1);
-		if (p->nhits2 > 0) {
-			size_t k;
+		for (i = b3 + q; i < fn; i++)
+			AC_STEP16(s3, i, 3);
+		for (k = 1; k < 4; k++) {
+			size_t m;
 
-			for (k = 0; k < p->nhits2; k++) {
+			for (m = 0; m < p->nxhits[k]; m++) {
 				GROW(p->hits, p->nhits, p->hits_cap, 32);
-				p->hits[p->nhits++] = p->hits2[k];
+				p->hits[p->nhits++] = p->xhits[k][m];
 			}
 		}
 		return;

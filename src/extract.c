@@ -88,6 +88,19 @@ static const unsigned char str_class[256] = {
 #undef X16
 };
 
+/* Whether any of eight bytes is '"', '\\', a control character or
+ * non-ASCII (may also flag a plain byte after such a one: the caller then
+ * looks byte by byte). */
+static inline int
+swar_special(uint64_t x)
+{
+	uint64_t q = x ^ 0x2222222222222222ULL, b = x ^ 0x5c5c5c5c5c5c5c5cULL;
+
+	return ((x | ((x - 0x2020202020202020ULL) & ~x) |
+	    ((q - 0x0101010101010101ULL) & ~q) |
+	    ((b - 0x0101010101010101ULL) & ~b)) & 0x8080808080808080ULL) != 0;
+}
+
 static json_t *
 jp_fail(struct jp *p, const char *why)
 {
@@ -167,15 +180,10 @@ jp_string(struct jp *p, const char **out, size_t *len)
 		/* eight plain bytes at a time: none is '"', '\\', a control
 		 * character or non-ASCII */
 		while (i + 8 <= p->n) {
-			uint64_t x, q, b;
+			uint64_t x;
 
 			memcpy(&x, s + i, 8);
-			q = x ^ 0x2222222222222222ULL;
-			b = x ^ 0x5c5c5c5c5c5c5c5cULL;
-			if ((x | ((x - 0x2020202020202020ULL) & ~x) |
-			    ((q - 0x0101010101010101ULL) & ~q) |
-			    ((b - 0x0101010101010101ULL) & ~b)) &
-			    0x8080808080808080ULL)
+			if (swar_special(x))
 				break;
 			i += 8;
 		}
@@ -230,8 +238,24 @@ jp_string(struct jp *p, const char **out, size_t *len)
 	o = i - start;
 	memcpy(p->buf, s + start, o);
 	while (i < p->n) {
-		unsigned char c = s[i];
+		unsigned char c;
 
+		/* plain stretches between escapes, eight bytes at a time (the
+		 * buffer holds the rest of the input, which is never shorter
+		 * than what it decodes to) */
+		while (i + 8 <= p->n) {
+			uint64_t x;
+
+			memcpy(&x, s + i, 8);
+			if (swar_special(x))
+				break;
+			memcpy(p->buf + o, &x, 8);
+			o += 8;
+			i += 8;
+		}
+		if (i >= p->n)
+			break;
+		c = s[i];
 		if (c == '"')
 			break;
 		if (str_class[c] == 0) {
