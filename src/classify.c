@@ -1079,6 +1079,9 @@ classifier_scan(const struct classifier *c, struct scan *s, const char *text,
 	t.nhits = p->nhits;
 	t.pat_words = c->pat_words;
 	t.ctx = p;
+	t.kinds = 0;
+	for (i = 0; i < p->nhits; i++)
+		t.kinds |= p->hits[i].kind;
 	for (i = 0; i < detector_count; i++)
 		detector_table[i].fn(&t);
 	/* custom words */

@@ -1470,6 +1470,8 @@ det_dob(const struct dtext *t)
 {
 	size_t r, last_end = 0;
 
+	if (!(t->kinds & LX_DOB))
+		return;		/* no birth context anywhere */
 	for (r = 0; r < t->nruns; r++) {
 		size_t a, e;
 		int y, m, d;
@@ -1716,6 +1718,8 @@ det_icd(const struct dtext *t)
 	const char *s = t->s;
 	size_t r;
 
+	if (!(t->kinds & LX_ICDCTX))
+		return;
 	for (r = 0; r < t->nruns; r++) {
 		size_t a = t->runs[r].start, b = t->runs[r].end, e = b;
 		char v[12];

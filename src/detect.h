@@ -89,6 +89,8 @@ struct dtext {
 	const struct dhit *hits;	/* ordered by end */
 	size_t nhits;
 	const char *const *pat_words;	/* folded pattern strings by index */
+	uint32_t kinds;		/* union of every hit's kind: lets detectors
+				 * that need a context word skip a text */
 	void *ctx;		/* classify.c's; for d_emit */
 };
 
