@@ -29,6 +29,7 @@
 #include "admin.h"
 #include "policy.h"
 #include "snapshot.h"
+#include "tlsserver.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -48,11 +49,14 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include <event2/dns.h>
 #include <event2/thread.h>
 #include <openssl/hmac.h>
 #include <openssl/evp.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 
 /* Upstream bytes waiting for a slow client before we stop reading the
  * upstream (backpressure); reading resumes below half of it. */
@@ -79,6 +83,7 @@ struct conn {
 	enum cstate state;
 	struct request *req;
 	int close_after;	/* close once the answer is written */
+	int tls;
 	char peer[64];
 	struct conn *prev, *next;
 };
@@ -1818,12 +1823,21 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	(void)bev;
+	if (what & BEV_EVENT_CONNECTED)
+		return;		/* TLS handshake done */
 	if (what & BEV_EVENT_TIMEOUT)
 		conn_close(c, "client stopped reading (write timeout)");
 	else if (what & BEV_EVENT_EOF)
 		conn_close(c, c->req ? "client closed mid-request" :
 		    "client closed");
-	else
+	else if (c->tls && c->state == C_IDLE && c->req == NULL) {
+		char why[200];
+		unsigned long e = bufferevent_get_openssl_error(c->bev);
+
+		snprintf(why, sizeof(why), "TLS failed: %s", e ?
+		    ERR_reason_error_string(e) : "handshake or read error");
+		conn_close(c, why);
+	} else
 		conn_close(c, "client connection error");
 }
 
@@ -1887,7 +1901,31 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		snprintf(c->peer, sizeof(c->peer), "[%s]:%d", a,
 		    ntohs(s6->sin6_port));
 	}
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	{
+		struct snapshot *s = snapshot_current();
+		SSL *ssl = s && s->tls_ctx ? SSL_new(s->tls_ctx) : NULL;
+
+		if (ssl) {
+			c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl,
+			    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+			if (c->bev)
+				bufferevent_openssl_set_allow_dirty_shutdown(
+				    c->bev, 1);
+			c->tls = 1;
+		} else {
+			c->bev = bufferevent_socket_new(w->base, fd,
+			    BEV_OPT_CLOSE_ON_FREE);
+		}
+		snapshot_unref(s);
+		if (c->bev == NULL) {
+			log_err("conn %s: cannot set up the connection", c->peer);
+			evutil_closesocket(fd);
+			free(c);
+			atomic_fetch_sub(&S->nconns, 1);
+			metrics_conn(-1);
+			return;
+		}
+	}
 	c->hp = http_parser_new(1, lim->max_header_size,
 	    (size_t)lim->max_headers, &client_cb, c);
 	c->timer = evtimer_new(w->base, conn_timer_cb, c);
@@ -2001,7 +2039,8 @@ do_reload(void)
 	char first[512];
 	char *detail;
 
-	if (s != NULL && upstream_tls_prepare(s->backends, d) < 0) {
+	if (s != NULL && (upstream_tls_prepare(s->backends, d) < 0 ||
+	    tlsserver_prepare(s, d) < 0)) {
 		snapshot_unref(s);
 		s = NULL;
 	}
@@ -2084,7 +2123,8 @@ server_run(const char *config_path)
 		fatal("libevent without thread support");
 
 	snap = snapshot_load(config_path, 1, d);
-	if (snap == NULL || upstream_tls_prepare(snap->backends, d) < 0) {
+	if (snap == NULL || upstream_tls_prepare(snap->backends, d) < 0 ||
+	    tlsserver_prepare(snap, d) < 0) {
 		diags_print(d, stderr);
 		fprintf(stderr, "sovgate: configuration has errors; not "
 		    "starting (run 'sovgate check -c %s')\n", config_path);

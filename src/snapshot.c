@@ -38,6 +38,8 @@ snapshot_ref(struct snapshot *s)
 static void
 snapshot_destroy(struct snapshot *s)
 {
+	if (s->tls_ctx && s->tls_ctx_free)
+		s->tls_ctx_free(s->tls_ctx);
 	classifier_free(s->clf);
 	policy_free(s->shadow);
 	policy_free(s->policy);

@@ -26,6 +26,9 @@ struct snapshot {
 	/* additions */
 	struct policy *shadow;	/* config's shadow_policy: evaluated and
 				   logged, never enforced; NULL = none */
+	void *tls_ctx;		/* listener SSL_CTX (serve only; tlsserver.h),
+				   freed with the snapshot */
+	void (*tls_ctx_free)(void *);
 };
 
 /* Load everything. NULL if anything fails (every problem in d). The
