@@ -1102,6 +1102,31 @@ det_nid_alpha(const struct dtext *t)
 				}
 			}
 		}
+		/* es_dni written with dots: 12.345.678-Z */
+		if (rl <= 2 && seq_start(t, r) && r + 2 < t->nruns &&
+		    s[b] == '.' && t->runs[r + 1].start == b + 1 &&
+		    t->runs[r + 1].end - t->runs[r + 1].start == 3 &&
+		    s[t->runs[r + 1].end] == '.' &&
+		    t->runs[r + 2].start == t->runs[r + 1].end + 1 &&
+		    t->runs[r + 2].end - t->runs[r + 2].start == 3 && rl == 2) {
+			size_t l = t->runs[r + 2].end;
+
+			if (l < t->n && (s[l] == '-' || s[l] == ' '))
+				l++;
+			if (l < t->n && isalph(s[l]) && (l + 1 >= t->n ||
+			    !iswordb((unsigned char)s[l + 1]))) {
+				memcpy(v, s + a, 2);
+				memcpy(v + 2, s + t->runs[r + 1].start, 3);
+				memcpy(v + 5, s + t->runs[r + 2].start, 3);
+				v[8] = (char)toup(s[l]);
+				if (es_dni_valid(v, 9)) {
+					D_EMIT(t, nid_type_names[NID_ES_DNI], a,
+					    l + 1, PRIO_NID, v, 9);
+					last_end = l + 1;
+					continue;
+				}
+			}
+		}
 		/* es_nie: X/Y/Z, optional '-', 7 digits, optional '-', letter */
 		if (rl == 7 && a >= 1) {
 			size_t st = a - 1, l = b;
@@ -1301,7 +1326,8 @@ det_phone(const struct dtext *t)
 			 * lets a mobile layout through, an identifier's name
 			 * does not */
 			(void)id_context(t, a, &spec);
-			if (spec || !mobile_layout(s, a, e))
+			if (spec || !(mobile_layout(s, a, e) || (s[a] == '0' &&
+			    nsep > 0 && phone_layout(s, a, e))))
 				continue;
 			h = &dummy;
 		} else if (!plus && !h && mobile_layout(s, a, e)) {
@@ -1445,6 +1471,11 @@ parse_date(const struct dtext *t, size_t r, size_t *startp, size_t *endp,
 				if (!(h->kind & LX_MONTH))
 					continue;
 				i = b;
+				if (i + 1 < t->n && (memcmp(s + i, "st", 2) == 0 ||
+				    memcmp(s + i, "nd", 2) == 0 ||
+				    memcmp(s + i, "rd", 2) == 0 ||
+				    memcmp(s + i, "th", 2) == 0))
+					i += 2;
 				if (i < t->n && s[i] == ',')
 					i++;
 				i = (size_t)skip_sp(t, i);

@@ -123,7 +123,13 @@ const struct lex_list lex_builtin[] = {
 	 "numéro de portable|numero di cellulare|número de móvil|"
 	 "contact number|reach|erreichen|erreichbar|raggiungere|"
 	 "contacter|contattare|contactar|whatsapp|sms|text|ring|landline|"
-	 "festnetz|fisso|fijo|vaste lijn|hotline|helpline|cellulaire",
+	 "festnetz|fisso|fijo|vaste lijn|hotline|helpline|cellulaire|"
+	 "llámame|llamame|llámeme|chiamami|chiamatemi|appelle-moi|"
+	 "appelez-moi|ruf mich an|rufen sie mich an|bel me|bel mij|"
+	 "call me|ring me|text me|contact me|joignable|telefone|"
+	 "telemóvel|telemovel|telefonu|numer telefonu|komórka|komorka|"
+	 "mobiltelefon|mobilnummer|telefonnummer|tfn|tlf|cel|"
+	 "numero di cellulare|número de celular|mobile no|mob|mob.",
 	 LX_PHONECTX, 0},
 
 	/* ---- cards and bank accounts ---- */

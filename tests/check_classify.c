@@ -161,6 +161,7 @@ START_TEST(test_national_id)
 	YES("Nummer: 123456782", "national_id.nl_bsn");
 	NO("123456782", "national_id");
 	YES("El DNI es 12345678-Z.", "national_id.es_dni");
+	YES("DNI: 12.345.678-Z", "national_id.es_dni");
 	YES("NIE: X1234567L", "national_id.es_nie");
 	YES("codice fiscale RSSMRA85T10A562S", "national_id.it_fiscal_code");
 	YES("RSSMRA85T10A562S", "national_id.it_fiscal_code");
@@ -188,6 +189,14 @@ START_TEST(test_phone)
 	YES("+44 (0)20 7946 0958", "phone");
 	YES("Il suo cellulare è 321 184 4120.", "phone");
 	YES("Mobiel nummer: 020-6191155.", "phone");
+	YES("Son numéro : 06 12 34 56 78", "phone");
+	YES("Llámame al 91 123 45 67", "phone");
+	YES("Telefone: 21 123 4567", "phone");
+	YES("Gsm: 0470 12 34 56", "phone");
+	YES("Ring me on 087 123 4567", "phone");
+	YES("Mobil: 0664 1234567", "phone");
+	YES("Telefon: 08-123 456 78", "phone");
+	YES("Telefon: 512 345 678", "phone");
 	NO("born 10/08/1947", "phone");
 	NO("order 0612345678", "phone");
 	NO("port 34196", "phone");
@@ -205,6 +214,9 @@ START_TEST(test_dob)
 	YES("Katrin wurde am 24.03.1980 geboren.", "date_of_birth");
 	YES("nacido el 3 de marzo de 1975", "date_of_birth");
 	YES("born on March 12, 1980", "date_of_birth");
+	YES("born on March 15th, 1980", "date_of_birth");
+	YES("née le 15/03/80", "date_of_birth");
+	YES("Date of birth 1990.07.15", "date_of_birth");
 	YES("DOB 5-1-2002", "date_of_birth");
 	NO("The release is due on 10/08/2024.", "date_of_birth");
 	NO("born on 31/02/1980", "date_of_birth");	/* no such day */
