@@ -1340,7 +1340,7 @@ det_phone(const struct dtext *t)
 		} else if (s[a] == '0') {
 			/* national trunk prefix: in context, or written the
 			 * way phones are (not "02110-1301", a ZIP+4 code) */
-			ok = nd >= 9 && nd <= 12 && (h != NULL || nd == 10 ||
+			ok = nd >= 9 && nd <= 12 && (h != NULL ||
 			    (nsep > 0 && phone_layout(s, a, e)));
 		} else {
 			ok = nd >= 9 && nd <= 11 && h != NULL;
@@ -1561,6 +1561,11 @@ det_ipv4(const struct dtext *t)
 		    ((s[e] == '.' || s[e] == ':' || s[e] == '-') &&
 		    e + 1 < t->n && isdig(s[e + 1]) && s[e] != ':')))
 			continue;
+		/* "version 2.4.10.1", "build 1.0.0.3": not an address */
+		if (neg_context(t, a, 24)) {
+			r += 3;
+			continue;
+		}
 		vl = (int)(e - a);
 		for (k = 0; k < (size_t)vl; k++)
 			v[k] = s[a + k];

@@ -199,6 +199,7 @@ START_TEST(test_phone)
 	YES("Telefon: 512 345 678", "phone");
 	NO("born 10/08/1947", "phone");
 	NO("order 0612345678", "phone");
+	NO("See 0612345678 in the changelog.", "phone");
 	NO("port 34196", "phone");
 	YES("321 184 4120", "phone");		/* Italian mobile layout */
 	NO("123 456 7890", "phone");		/* no context, no trunk 0 */
@@ -270,6 +271,7 @@ START_TEST(test_ip_marking)
 	YES("fe80::1ff:fe23:4567:890a", "ip_address");
 	NO("version 1.2.3.4.5", "ip_address");
 	NO("v8.13.27", "ip_address");
+	NO("Version 2.4.10.1 released", "ip_address");
 	NO("ISO 27001:2022 and 10:30:45", "ip_address");
 	NO("MAC 00:1a:2b:3c:4d:5e", "ip_address");
 	NO("999.1.1.1", "ip_address");
