@@ -1529,6 +1529,20 @@ det_dob(const struct dtext *t)
 /* ------------------------------------------------------------------ */
 /* ip addresses                                                        */
 
+static int
+version_word_before(const struct dtext *t, size_t a)
+{
+	const struct dhit *h = d_ctx_before(t, a, 12, LX_NEGCTX);
+	const char *w;
+
+	if (h == NULL)
+		return 0;
+	w = t->pat_words[h->pat];
+	/* folded: "versión" reads "version" */
+	return strcmp(w, "version") == 0 || strcmp(w, "versione") == 0 ||
+	    strcmp(w, "release") == 0 || strcmp(w, "build") == 0;
+}
+
 static void
 det_ipv4(const struct dtext *t)
 {
@@ -1562,7 +1576,7 @@ det_ipv4(const struct dtext *t)
 		    e + 1 < t->n && isdig(s[e + 1]) && s[e] != ':')))
 			continue;
 		/* "version 2.4.10.1", "build 1.0.0.3": not an address */
-		if (neg_context(t, a, 24)) {
+		if (version_word_before(t, a)) {
 			r += 3;
 			continue;
 		}
