@@ -831,6 +831,23 @@ normalise(struct spriv *p, const char *text, size_t len, size_t *sn,
 	*fn = k;
 }
 
+static uint32_t
+run_starts_number(const char *s, size_t st)
+{
+	unsigned char c;
+
+	if (st == 0)
+		return 1;
+	c = (unsigned char)s[st - 1];
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '_' || c >= 0x80)
+		return 0;
+	if ((c == ' ' || c == '-' || c == '.' || c == '/' || c == ',') &&
+	    st >= 2 && (unsigned char)(s[st - 2] - '0') <= 9)
+		return 0;
+	return 1;
+}
+
 static void
 find_runs(struct spriv *p, const char *s, size_t n)
 {
@@ -861,6 +878,7 @@ find_runs(struct spriv *p, const char *s, size_t n)
 		GROW(p->runs, p->nruns, p->runs_cap, 64);
 		p->runs[p->nruns].start = (uint32_t)st;
 		p->runs[p->nruns].end = (uint32_t)i;
+		p->runs[p->nruns].seq = run_starts_number(s, st);
 		p->nruns++;
 	}
 }

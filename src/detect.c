@@ -549,21 +549,10 @@ ie_pps_valid(const char *s, size_t n)
 
 /* Is run r the start of a number sequence (not the middle of a grouped
  * number, nor glued to letters)? */
-static int
+static inline int
 seq_start(const struct dtext *t, size_t r)
 {
-	size_t st = t->runs[r].start;
-	int c;
-
-	if (st == 0)
-		return 1;
-	c = (unsigned char)t->s[st - 1];
-	if (iswordb(c))
-		return 0;
-	if ((c == ' ' || c == '-' || c == '.' || c == '/' || c == ',') &&
-	    st >= 2 && isdig(t->s[st - 2]))
-		return 0;
-	return 1;
+	return (int)t->runs[r].seq;	/* computed with the runs */
 }
 
 #define MAXG 24
@@ -1172,7 +1161,11 @@ det_nid_alpha(const struct dtext *t)
 			last_end = e;
 			continue;
 		}
-		/* tokens of 15 (NIR with 2A/2B) and 16 (codice fiscale) */
+		/* tokens of 15 (NIR with 2A/2B) and 16 (codice fiscale):
+		 * only where letters touch the digits */
+		if (!((a > 0 && isalph(s[a - 1])) || (b < t->n &&
+		    isalph(s[b]))))
+			continue;
 		token_bounds(t, a, b, &ta, &tb);
 		if (ta == last_tok)
 			continue;

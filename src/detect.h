@@ -77,6 +77,8 @@ struct dhit {
 /* A maximal run of ASCII digits in the normalised text. */
 struct drun {
 	uint32_t start, end;
+	uint32_t seq;		/* starts a number: not glued to a word or to
+				 * a previous digit group ("12 34": only 12) */
 };
 
 struct dtext {
