@@ -23,6 +23,8 @@ Behaviour, as global options (defaults for every backend) or per backend in
                            SSE events) then reset the connection (RST)
   --stream-chunks N        [stream_chunks]  content events per stream (4)
   --chunk-delay S          [chunk_delay]    pause between SSE events (0.05)
+  --chunk-bytes N          [chunk_bytes]    pad each content event's text to
+                           N bytes (volume tests; 0 = no padding)
   --chunked                [chunked=1]  JSON answers with chunked encoding
                            instead of Content-Length (streams are always
                            chunked)
@@ -64,7 +66,8 @@ BEHAVIOUR_KEYS = {
     "bearer": str, "api_key": str, "fail_status": int, "fail_count": int,
     "delay_first_byte": float, "reset_mid_stream": lambda v: str(v).lower()
     in ("1", "true", "yes", "on"), "stream_chunks": int,
-    "chunk_delay": float, "chunked": lambda v: str(v).lower() in
+    "chunk_delay": float, "chunk_bytes": int,
+    "chunked": lambda v: str(v).lower() in
     ("1", "true", "yes", "on"),
 }
 # listener settings, per backend only at start
@@ -456,12 +459,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
         event({"role": "assistant", "content": ""})
         for i in range(n):
-            time.sleep(delay)
+            if delay:
+                time.sleep(delay)
             if b.get("reset_mid_stream") and i >= max(1, n // 2):
                 rec["aborted"] = True
                 return self.reset()
-            event({"content": WORDS[i % len(WORDS)] if i else
-                   "[%s] %s" % (srv.name, WORDS[0])})
+            text = (WORDS[i % len(WORDS)] if i else
+                    "[%s] %s" % (srv.name, WORDS[0]))
+            pad = b.get("chunk_bytes") or 0
+            if pad > len(text):
+                text += "." * (pad - len(text))
+            event({"content": text})
         if b.get("reset_mid_stream"):
             rec["aborted"] = True
             return self.reset()
@@ -527,6 +535,7 @@ def main(argv=None):
     ap.add_argument("--reset-mid-stream", action="store_true")
     ap.add_argument("--stream-chunks", type=int, default=4)
     ap.add_argument("--chunk-delay", type=float, default=0.05)
+    ap.add_argument("--chunk-bytes", type=int, default=0)
     ap.add_argument("--chunked", action="store_true")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
@@ -537,7 +546,8 @@ def main(argv=None):
                 "delay_first_byte": a.delay_first_byte,
                 "reset_mid_stream": a.reset_mid_stream,
                 "stream_chunks": a.stream_chunks,
-                "chunk_delay": a.chunk_delay, "chunked": a.chunked,
+                "chunk_delay": a.chunk_delay, "chunk_bytes": a.chunk_bytes,
+                "chunked": a.chunked,
                 "tls_cert": a.tls_cert, "tls_key": a.tls_key}
     specs = []
     try:

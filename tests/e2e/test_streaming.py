@@ -3,9 +3,10 @@ upstream ends the client's stream with an error event; a client that goes
 away cancels its upstream request."""
 
 import json
+import socket
 import time
 
-from harness import TEXT_IBAN, TEXT_PUBLIC, check
+from harness import CLAIMS_KEY, TEXT_IBAN, TEXT_PUBLIC, check
 
 
 def sse_events(data):
@@ -183,3 +184,108 @@ def test_stream_backend_failover_before_first_byte(t):
     check(evs and evs[-1][1] == "[DONE]", "stream incomplete: %r", evs[-2:])
     check("mistral-eu" not in r.body.decode("utf-8", "replace"),
           "the failed attempt's body leaked into the stream")
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_backpressure_slow_client_bounds_memory(t):
+    """~100 MB streamed to a client that stops reading: the gateway stops
+    reading the upstream (the mock cannot finish) and its memory stays
+    bounded; once the client reads again, everything arrives."""
+    n, size = 3000, 32768
+    env = t.env(mocks={"mistral-eu": {"stream_chunks": n, "chunk_delay": 0,
+                                      "chunk_bytes": size}})
+    base = rss_kb(env.gw.pid)
+    body = json.dumps(stream_body(TEXT_PUBLIC)).encode()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.settimeout(20)
+    s.connect(("127.0.0.1", env.port))
+    try:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: Bearer " + CLAIMS_KEY.encode() + b"\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+                  b"\r\n" % len(body) + body)
+        got = s.recv(4096)
+        check(got.startswith(b"HTTP/1.1 200"), "answer: %r", got[:200])
+        time.sleep(2.5)   # the client does not read
+        rec = env.mock_requests("mistral-eu")[0]
+        sent = len(rec["chunks_sent_at"] or [])
+        grown = rss_kb(env.gw.pid) - base
+        t.note("upstream sent %d of %d chunks, gateway +%d MB" % (
+            sent, n, grown >> 10))
+        check(not rec["completed"] and sent < n,
+              "the upstream sent all %d chunks (%d MB) to a client that "
+              "reads nothing: no backpressure", sent, n * size >> 20)
+        check(grown < 48 * 1024, "the gateway grew by %d MB holding a slow "
+              "client's stream", grown >> 10)
+        # now read everything
+        total = len(got)
+        tail = got[-64:]
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            total += len(b)
+            tail = (tail + b)[-64:]
+            if tail.endswith(b"0\r\n\r\n") and b"[DONE]" in tail:
+                break
+        check(b"[DONE]" in tail, "the stream did not complete after the "
+              "client resumed (%d bytes, tail %r)", total, tail)
+        check(total > n * size, "only %d bytes arrived", total)
+    finally:
+        s.close()
+test_backpressure_slow_client_bounds_memory.timeout = 90
+
+
+def test_stream_idle_timeout_ends_with_error_event(t):
+    env = t.env(mocks={"mistral-eu": {"stream_chunks": 3,
+                                      "chunk_delay": 4.0}},
+                backend_extra={"mistral-eu": {"stream_idle_timeout": "1s"}})
+    t0 = time.time()
+    r, reads = env.stream(stream_body(TEXT_PUBLIC))
+    dt = time.time() - t0
+    check(r.status == 200, "status %d", r.status)
+    check(dt < 3.5, "a stalled upstream held the client %.1f s (idle "
+          "timeout 1 s)", dt)
+    evs = sse_events(r.body)
+    check(evs and evs[-1][1] != "[DONE]", "a stalled stream ended with "
+          "[DONE]")
+    check(any(ev == "error" or '"error"' in d for ev, d in evs),
+          "no error event after the idle timeout: %r", evs[-2:])
+
+
+def test_max_connections(t):
+    env = t.env(limits={"max_connections": 4, "header_timeout": "5s"})
+    time.sleep(0.3)   # let the gateway drop the harness's readiness probe
+    held = [socket.create_connection(("127.0.0.1", env.port), timeout=3)
+            for _ in range(4)]
+    try:
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", env.port), timeout=3)
+        extra.settimeout(2.5)
+        try:
+            data = extra.recv(4096)
+            refused = data == b"" or b" 503 " in data[:20]
+        except socket.timeout:
+            refused = False
+        except ConnectionError:
+            refused = True
+        finally:
+            extra.close()
+        check(refused, "a fifth connection was kept open with "
+              "max_connections 4")
+    finally:
+        for h in held:
+            h.close()
+    time.sleep(0.3)
+    r = env.chat(TEXT_PUBLIC)
+    check(r.status == 200, "after the held connections closed: %d",
+          r.status)
