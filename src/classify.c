@@ -341,6 +341,7 @@ struct cand {
 struct spriv {
 	char *s, *f;
 	size_t cap;		/* of s; f has 2 * cap */
+	size_t used;		/* bytes of s and f written since the reset */
 	struct shift *smap, *fmap;
 	size_t nsmap, nfmap, smap_cap, fmap_cap;
 	struct drun *runs;
@@ -400,6 +401,12 @@ scan_reset(struct scan *s)
 	if (p->nseen > 0) {
 		memset(p->seen, 0, p->seen_cap * sizeof(*p->seen));
 		p->nseen = 0;
+	}
+	/* the normalised copies of the request's text go with it too */
+	if (p->used > 0) {
+		memset(p->s, 0, p->used);
+		memset(p->f, 0, p->used);
+		p->used = 0;
 	}
 }
 
@@ -739,6 +746,11 @@ normalise(struct spriv *p, const char *text, size_t len, size_t *sn,
 	if (len + 1 > p->cap) {
 		size_t cap = len + 64;
 
+		if (p->used > 0) {
+			memset(p->s, 0, p->used);
+			memset(p->f, 0, p->used);
+			p->used = 0;
+		}
 		free(p->s);
 		free(p->f);
 		p->s = xmalloc(cap);
@@ -829,6 +841,8 @@ normalise(struct spriv *p, const char *text, size_t len, size_t *sn,
 	f[k] = '\0';
 	*sn = j;
 	*fn = k;
+	if (j + 1 > p->used)
+		p->used = j + 1;	/* f is never longer than s */
 }
 
 static uint32_t
