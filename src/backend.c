@@ -253,6 +253,7 @@ backend_free(struct backend *b)
 	free(b->project);
 	free(b->api_version);
 	free(b->operator_name);
+	free(b->facts_json);
 	free(b->data_countries);
 	free(b->auth.key_env);
 	free(b->auth.access_key_env);
@@ -966,8 +967,11 @@ backends_load(const char *path, struct diags *d)
 		backends_free(s);
 		return NULL;
 	}
-	for (i = 0; i < s->n; i++)
+	for (i = 0; i < s->n; i++) {
 		s->v[i]->index = (int)i;
+		/* Logged with every decision: built once, not per request. */
+		s->v[i]->facts_json = backend_facts_json(s->v[i]);
+	}
 	return s;
 }
 
@@ -1000,11 +1004,16 @@ backend_model_id(const struct backend *b, const char *model)
 char *
 backend_facts_json(const struct backend *b)
 {
-	json_t *o = json_object(), *dc = json_array(), *j = json_array();
+	json_t *o, *dc, *j;
 	char ret[32];
 	char *s;
 	size_t i;
 
+	if (b->facts_json)
+		return xstrdup(b->facts_json);
+	o = json_object();
+	dc = json_array();
+	j = json_array();
 	for (i = 0; i < b->ndata; i++)
 		json_array_append_new(dc, json_string(b->data_countries[i]));
 	for (i = 0; i < (size_t)b->njurisdictions; i++)

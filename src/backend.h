@@ -69,6 +69,7 @@ struct backend {
 	char jurisdictions[2][3];	/* distinct of operator, parent */
 	int njurisdictions;
 	int index;			/* position in its backend_set */
+	char *facts_json;		/* backend_facts_json, built at load */
 };
 
 struct backend_set {

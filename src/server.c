@@ -719,6 +719,61 @@ usage_from_json(struct request *r, json_t *o)
 		r->total_tokens = json_integer_value(v);
 }
 
+/*
+ * Token usage without parsing a whole answer: find the "usage" key (a key
+ * is the only place its quotes appear unescaped, apart from a value that
+ * is exactly "usage") and parse just the object after it.
+ */
+static void
+usage_from_text(struct request *r, const char *p, size_t n)
+{
+	const char *k = p, *end = p + n;
+	json_t *u;
+
+	while ((k = memmem(k, (size_t)(end - k), "\"usage\"", 7)) != NULL) {
+		const char *q = k + 7, *start;
+		int depth = 0, instr = 0;
+
+		k += 7;
+		while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' ||
+		    *q == '\n'))
+			q++;
+		if (q >= end || *q != ':')
+			continue;
+		q++;
+		while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' ||
+		    *q == '\n'))
+			q++;
+		if (q >= end || *q != '{')
+			continue;
+		start = q;
+		for (; q < end; q++) {
+			if (instr) {
+				if (*q == '\\')
+					q++;
+				else if (*q == '"')
+					instr = 0;
+			} else if (*q == '"') {
+				instr = 1;
+			} else if (*q == '{') {
+				depth++;
+			} else if (*q == '}' && --depth == 0) {
+				break;
+			}
+		}
+		if (q >= end)
+			return;
+		u = json_loadb(start, (size_t)(q - start + 1), 0, NULL);
+		if (u) {
+			json_t *o = json_pack("{s:o}", "usage", u);
+
+			usage_from_json(r, o);
+			json_decref(o);
+		}
+		return;
+	}
+}
+
 static void
 sse_line_done(struct request *r)
 {
@@ -730,14 +785,8 @@ sse_line_done(struct request *r)
 		return;
 	p += 5;
 	n -= 5;
-	/* Only events that carry usage are worth parsing. */
-	if (memmem(p, n, "\"usage\"", 7) == NULL)
-		return;
-	o = json_loadb(p, n, 0, NULL);
-	if (o) {
-		usage_from_json(r, o);
-		json_decref(o);
-	}
+	(void)o;
+	usage_from_text(r, p, n);
 }
 
 static void
@@ -784,12 +833,8 @@ usage_end(struct request *r)
 	n = evbuffer_get_length(r->usage_body);
 	if (n == 0)
 		return;
-	o = json_loadb((const char *)evbuffer_pullup(r->usage_body, -1), n, 0,
-	    NULL);
-	if (o) {
-		usage_from_json(r, o);
-		json_decref(o);
-	}
+	(void)o;
+	usage_from_text(r, (const char *)evbuffer_pullup(r->usage_body, -1), n);
 }
 
 /* ------------------------------------------------------------------ */

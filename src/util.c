@@ -335,10 +335,20 @@ parse_duration_ms(const char *s, int64_t *out)
 void
 uuid_v4(char out[37])
 {
+	/* Drawn from a per-thread pool refilled 16 ids at a time: the DRBG
+	 * call was a visible cost per request. */
+	static __thread unsigned char pool[256];
+	static __thread size_t used = sizeof(pool);
 	unsigned char b[16];
 
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		fatal("RAND_bytes failed: no entropy for decision ids");
+	if (used == sizeof(pool)) {
+		if (RAND_bytes(pool, sizeof(pool)) != 1)
+			fatal("RAND_bytes failed: no entropy for decision ids");
+		used = 0;
+	}
+	memcpy(b, pool + used, sizeof(b));
+	OPENSSL_cleanse(pool + used, sizeof(b));
+	used += sizeof(b);
 	b[6] = (b[6] & 0x0f) | 0x40;
 	b[8] = (b[8] & 0x3f) | 0x80;
 	snprintf(out, 37,
