@@ -81,6 +81,35 @@ const struct lex_list lex_health[] = {
 	 "mpox|monkeypox|variole|pocken|vaiolo|viruela|pokken|smallpox",
 	 LX_HEALTH, 0},
 	{"AIDS", LX_HEALTH | LX_UPPER, 0},
+	/* ---- skin, eye, digestive, reproductive and procedures (ICD-10
+	 * chapters XII, VII, XI, XIV, XV and Z), six languages ---- */
+	{"acne|akne|acné|rosacea|rosacée|rosazea|vitiligo|alopecia|alopécie|"
+	 "alopezie|urticaria|urticaire|urtikaria|orticaria|netelroos|"
+	 "hemorrhoids|haemorrhoids|hémorroïdes|hämorrhoiden|emorroidi|"
+	 "hemorroides|aambeien|herzschrittmacher|stimulateur cardiaque|"
+	 "marcapasos|pacemaker implant|insulin pump|pompe à insuline|"
+	 "insulinpumpe|microinfusore|bomba de insulina|insulinepomp|biopsy|"
+	 "biopsie|biopsia|colonoscopy|coloscopie|koloskopie|colonscopia|"
+	 "colonoscopia|blood transfusion|transfusion sanguine|"
+	 "bluttransfusion|trasfusione di sangue|transfusión de sangre|"
+	 "bloedtransfusie|ivf|in-vitro-fertilisation|fécondation in vitro|"
+	 "fecondazione in vitro|fecundación in vitro|ivf-behandeling|scabies|"
+	 "krätze|scabbia|schurft|conjunctivitis|conjonctivite|konjunktivitis|"
+	 "bindehautentzündung|congiuntivite|conjuntivitis|"
+	 "bindvliesontsteking|burn-out|burnout syndrome|syndrome d'épuisement|"
+	 "erschöpfungssyndrom|sindrome da burnout|síndrome de burnout|"
+	 "anorexia nervosa|binge eating|boulimie|bulimia nervosa|"
+	 "kidney stone|calcul rénal|nierenstein|calcolo renale|"
+	 "cálculo renal|niersteen|gallstone|appendectomie|blindedarmoperatie|"
+	 "cystic acne|polyps|polypes|polypen|polipi|pólipos|poliepen|"
+	 "fibroids|fibromes utérins|myome|fibromi uterini|miomas|vleesbomen|"
+	 "prostatitis|prostatite|prostatitis|ovarian cyst|kyste ovarien|"
+	 "ovarialzyste|cisti ovarica|quiste ovárico|eierstokcyste|"
+	 "hearing aid|appareil auditif|hörgerät|apparecchio acustico|"
+	 "audífono|hoortoestel|insulin-dependent|insulinodépendant|"
+	 "insulinabhängig|insulinodipendente|insulinodependiente|"
+	 "insulineafhankelijk",
+	 LX_HEALTH, 0},
 	/* cues: health data even when the condition is not in the lexicon */
 	{"diagnosed with|was diagnosed|has been diagnosed|diagnostiqué avec|diagnostiquée avec|a été diagnostiqué|a été diagnostiquée|atteint de|atteinte de|diagnostiziert|wurde diagnostiziert|leidet an|erkrankt an|diagnosticato|diagnosticata|è stata diagnosticata|è stato diagnosticato|affetto da|affetta da|diagnosticado con|diagnosticada con|le diagnosticaron|padece|padece de|gediagnosticeerd|lijdt aan",
 	 LX_HEALTH | LX_CUE, 0},
