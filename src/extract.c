@@ -7,6 +7,7 @@
  * re-serialisation.
  */
 #include <errno.h>
+#include <locale.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,7 +411,18 @@ jp_number(struct jp *p)
 			return jp_fail(p, "too big integer");
 		return json_integer((json_int_t)v);
 	} else {
-		double d = strtod(tmp, &end);
+		double d;
+		const char *dp = localeconv()->decimal_point;
+
+		/* strtod reads the locale's decimal point, JSON has '.' */
+		if (dp != NULL && dp[0] != '.' && dp[0] != '\0' &&
+		    dp[1] == '\0') {
+			char *dot = strchr(tmp, '.');
+
+			if (dot != NULL)
+				*dot = dp[0];
+		}
+		d = strtod(tmp, &end);
 
 		if (errno == ERANGE && (d > 1 || d < -1))
 			return jp_fail(p, "real number overflow");
