@@ -103,6 +103,21 @@ process_gauges(struct evbuffer *out)
 	    rss_kb * 1024, fds, upstream_open_count(),
 	    g_log ? dlog_queue_depth(g_log) : 0,
 	    g_log ? dlog_healthy(g_log) : 0);
+	if (g_log) {
+		uint64_t batches = 0, rows = 0;
+
+		dlog_stats(g_log, &batches, &rows);
+		evbuffer_add_printf(out,
+		    "# HELP sovgate_log_commits_total Decision-log transactions "
+		    "committed (group commits).\n"
+		    "# TYPE sovgate_log_commits_total counter\n"
+		    "sovgate_log_commits_total %llu\n"
+		    "# HELP sovgate_log_rows_total Rows written by those "
+		    "commits; rows/commits is the mean batch size.\n"
+		    "# TYPE sovgate_log_rows_total counter\n"
+		    "sovgate_log_rows_total %llu\n",
+		    (unsigned long long)batches, (unsigned long long)rows);
+	}
 	s = snapshot_current();
 	if (s) {
 		evbuffer_add_printf(out, "# HELP sovgate_backend_up 0 while "

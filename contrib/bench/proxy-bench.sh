@@ -126,7 +126,7 @@ read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 32 2)
 printf '%-10s %-14s %12s %12s %10s\n' nginx "c32 t2" "$r" "$l" "$e"
 # PERF=FILE records a CPU profile of sovgate during its c32 run.
 if [ -n "${PERF:-}" ]; then
-	perf record -F 999 -g -o "$PERF" -p "${pids[0]}" -- sleep "$dur" >/dev/null 2>&1 &
+	perf record -F 1999 --call-graph dwarf,16384 -o "$PERF" -p "${pids[0]}" -- sleep "$dur" >/dev/null 2>&1 &
 	perfpid=$!
 fi
 cpu0=$(awk '{print $14+$15}' /proc/${pids[0]}/stat)
@@ -161,5 +161,6 @@ sleep 3
 rss1=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 wait $holder || true
 echo "sovgate RSS: ${rss0} kB at rest, ${rss1} kB with 1000 idle connections (+$(( (rss1-rss0) )) kB)"
+curl -s "http://127.0.0.1:$ADM/metrics" | awk '/^sovgate_log_(commits|rows)_total/ {v[$1]=$2} END {if (v["sovgate_log_commits_total"]>0) printf "decision log: %d commits, %d rows, %.1f rows per commit\n", v["sovgate_log_commits_total"], v["sovgate_log_rows_total"], v["sovgate_log_rows_total"]/v["sovgate_log_commits_total"]}'
 rows=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from decisions').fetchone()[0])" "$work/decisions.db" 2>/dev/null || echo "?")
 echo "decision rows written: $rows"
