@@ -387,6 +387,7 @@ config_free(struct gw_config *c)
 	}
 	free(c->clients);
 	free(c->user);
+	free(c->log_file);
 	free(c);
 }
 
@@ -395,7 +396,7 @@ config_load(const char *path, struct diags *d)
 {
 	static const char *const known[] = { "listen", "tls", "admin_listen",
 		"policy", "shadow_policy", "backends", "log", "clients",
-		"limits", "workers", "user", NULL };
+		"limits", "workers", "user", "log_file", NULL };
 	static const char *const tls_known[] = { "cert", "key", NULL };
 	struct gw_config *c;
 	struct ydoc *doc;
@@ -522,6 +523,8 @@ config_load(const char *path, struct diags *d)
 			ynode_diag(n, d, DIAG_ERROR, "workers must be auto or a "
 			    "number from 1 to 1024");
 	}
+	set_path(&c->log_file, ynode_get(root, "log_file"), "log_file",
+	    c->dir, d);
 	n = ynode_get(root, "user");
 	if (n != NULL && !ynode_is_null(n))
 		set_str(&c->user, n, "user", d);

@@ -71,6 +71,8 @@ struct gw_config {
 	struct limits limits;
 	int workers;		/* 0 = auto (one per core) */
 	char *user;		/* drop privileges to this user; NULL = stay */
+	char *log_file;		/* operational and access log; NULL = stderr.
+				   Reopened on SIGUSR1 (logrotate). */
 };
 
 void limits_defaults(struct limits *l);

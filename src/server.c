@@ -34,6 +34,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -2076,6 +2079,80 @@ fail:
 	return -1;
 }
 
+/* Point stderr at the log file (again, after logrotate moved it). The
+ * descriptor is swapped with dup2, so every thread's next write goes to
+ * the new file without a lock. */
+static int
+open_log_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+
+	if (fd < 0)
+		return -1;
+	if (dup2(fd, STDERR_FILENO) < 0) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Bind as root, then run as the configured user. */
+static int
+drop_privileges(const struct gw_config *c)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0) {
+		return 0;
+	}
+	if (c->user == NULL) {
+		log_warn("running as root: set 'user:' in %s so sovgate drops "
+		    "to an unprivileged account after binding", c->path);
+		return 0;
+	}
+	pw = getpwnam(c->user);	/* startup only: may read files */
+	if (pw == NULL) {
+		fprintf(stderr, "sovgate: user '%s' (config 'user:') does not "
+		    "exist\n", c->user);
+		return -1;
+	}
+	/* Files created as root that the gateway must still open later (a
+	 * reload reads the key; SQLite reopens its -wal and -shm). */
+	{
+		const char *own[] = { c->fingerprint_key_file, c->log_database,
+			NULL, NULL, c->log_file };
+		char *wal = c->log_database ? xasprintf("%s-wal",
+		    c->log_database) : NULL;
+		char *shm = c->log_database ? xasprintf("%s-shm",
+		    c->log_database) : NULL;
+		size_t i;
+
+		own[2] = wal;
+		own[3] = shm;
+		for (i = 0; i < ARRAY_LEN(own); i++)
+			if (own[i] && chown(own[i], pw->pw_uid, pw->pw_gid) < 0 &&
+			    errno != ENOENT)
+				log_warn("cannot give %s to user %s: %s", own[i],
+				    c->user, strerror(errno));
+		free(wal);
+		free(shm);
+	}
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		fprintf(stderr, "sovgate: cannot switch to user '%s': %s\n",
+		    c->user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		fprintf(stderr, "sovgate: could regain root after dropping to "
+		    "'%s'; refusing to run\n", c->user);
+		return -1;
+	}
+	log_info("running as user %s (uid %u)", c->user, (unsigned)pw->pw_uid);
+	return 0;
+}
+
 static void
 do_reload(void)
 {
@@ -2123,6 +2200,21 @@ sig_cb(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	(void)arg;
+	if (sig == SIGUSR1) {
+		struct snapshot *s = snapshot_current();
+
+		if (s && s->cfg->log_file) {
+			if (open_log_file(s->cfg->log_file) < 0)
+				log_err("SIGUSR1: cannot reopen %s: %s; still "
+				    "writing to the old file", s->cfg->log_file,
+				    strerror(errno));
+			else
+				log_info("SIGUSR1: reopened %s",
+				    s->cfg->log_file);
+		}
+		snapshot_unref(s);
+		return;
+	}
 	if (sig == SIGHUP) {
 		log_info("SIGHUP: reloading configuration, backends and policy");
 		do_reload();
@@ -2155,8 +2247,8 @@ server_run(const char *config_path)
 	struct snapshot *snap;
 	struct server srv;
 	char err[512];
-	struct event *sigs[4];
-	int signos[4] = { SIGHUP, SIGTERM, SIGINT, 0 };
+	struct event *sigs[5];
+	int signos[5] = { SIGHUP, SIGTERM, SIGINT, SIGUSR1, 0 };
 	int i, nw, rc = 0;
 	int64_t deadline;
 
@@ -2179,6 +2271,12 @@ server_run(const char *config_path)
 	}
 	diags_print(d, stderr);	/* warnings */
 	diags_free(d);
+	if (snap->cfg->log_file && open_log_file(snap->cfg->log_file) < 0) {
+		fprintf(stderr, "sovgate: cannot open log_file %s: %s\n",
+		    snap->cfg->log_file, strerror(errno));
+		snapshot_unref(snap);
+		return 2;
+	}
 	snapshot_install(snapshot_ref(snap));
 	health_init(3, 10000);
 
@@ -2252,6 +2350,10 @@ server_run(const char *config_path)
 		sigs[i] = evsignal_new(srv.main_base, signos[i], sig_cb, NULL);
 		evsignal_add(sigs[i], NULL);
 	}
+	/* Everything that needs root (ports below 1024, the log's files) is
+	 * open by now. */
+	if (drop_privileges(snap->cfg) < 0)
+		return 2;
 	for (i = 0; i < nw; i++)
 		pthread_create(&srv.w[i].th, NULL, worker_main, &srv.w[i]);
 
