@@ -1115,7 +1115,65 @@ struct dlog {
 	atomic_ullong dropped;
 	char last_error[256];	/* under mu */
 	atomic_ullong batches, rows;	/* committed */
+
+	/* Checkpoints run on their own thread and connection: a checkpoint
+	 * copies the WAL back into the database and fsyncs it, which took
+	 * milliseconds that every waiting request paid when SQLite ran it
+	 * inside the writer's commit. */
+	sqlite3 *ckdb;
+	pthread_t ckth;
+	int ckstarted;
+	atomic_int ckstop;
+	pthread_mutex_t ckmu;
+	pthread_cond_t ckcv;
+	int ckwanted;		/* under ckmu: the WAL has grown */
 };
+
+#define DLOG_CHECKPOINT_PAGES	1000
+#define DLOG_CHECKPOINT_MS	1000
+
+/* The writer's commit hook: ask for a checkpoint once the WAL is large. */
+static int
+wal_grew(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct dlog *l = arg;
+
+	(void)db;
+	(void)name;
+	if (pages >= DLOG_CHECKPOINT_PAGES) {
+		pthread_mutex_lock(&l->ckmu);
+		l->ckwanted = 1;
+		pthread_cond_signal(&l->ckcv);
+		pthread_mutex_unlock(&l->ckmu);
+	}
+	return SQLITE_OK;
+}
+
+static void *
+checkpointer_main(void *arg)
+{
+	struct dlog *l = arg;
+	struct timespec ts;
+
+	pthread_setname_np(pthread_self(), "sovgate-ckpt");
+	pthread_mutex_lock(&l->ckmu);
+	while (!atomic_load(&l->ckstop)) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += DLOG_CHECKPOINT_MS / 1000;
+		if (!l->ckwanted)
+			pthread_cond_timedwait(&l->ckcv, &l->ckmu, &ts);
+		if (atomic_load(&l->ckstop))
+			break;
+		l->ckwanted = 0;
+		pthread_mutex_unlock(&l->ckmu);
+		/* PASSIVE never waits for the writer nor blocks it. */
+		sqlite3_wal_checkpoint_v2(l->ckdb, NULL,
+		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&l->ckmu);
+	}
+	pthread_mutex_unlock(&l->ckmu);
+	return NULL;
+}
 
 static void
 item_free(struct item *it)
@@ -1353,6 +1411,8 @@ dlog_open_ex(const char *path, enum durability dur, int64_t batch_interval_ms,
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&l->cv, &ca);
+	pthread_mutex_init(&l->ckmu, NULL);
+	pthread_cond_init(&l->ckcv, &ca);
 	pthread_condattr_destroy(&ca);
 
 	l->db = dlog_open_db(path, 1, err, errlen);
@@ -1386,9 +1446,22 @@ dlog_open_ex(const char *path, enum durability dur, int64_t batch_interval_ms,
 		open_error(path, rc, sqlite3_errmsg(l->db), 1, err, errlen);
 		goto fail;
 	}
+	l->ckdb = dlog_open_db(path, 1, e2, sizeof(e2));
+	if (l->ckdb != NULL) {
+		sqlite3_exec(l->db, "PRAGMA wal_autocheckpoint=0", NULL, NULL,
+		    NULL);
+		sqlite3_wal_hook(l->db, wal_grew, l);
+	} else {
+		/* Without a second connection SQLite checkpoints inline. */
+		log_warn("decision log: no checkpoint connection (%s); "
+		    "commits will checkpoint inline", e2);
+	}
 	/* The writer takes no signals: they belong to the main loop. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (l->ckdb != NULL &&
+	    pthread_create(&l->ckth, NULL, checkpointer_main, l) == 0)
+		l->ckstarted = 1;
 	rc = pthread_create(&l->th, NULL, writer_main, l);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
@@ -1417,6 +1490,15 @@ dlog_close(struct dlog *l)
 		pthread_mutex_unlock(&l->mu);
 		pthread_join(l->th, NULL);
 	}
+	if (l->ckstarted) {
+		pthread_mutex_lock(&l->ckmu);
+		atomic_store(&l->ckstop, 1);
+		pthread_cond_signal(&l->ckcv);
+		pthread_mutex_unlock(&l->ckmu);
+		pthread_join(l->ckth, NULL);
+	}
+	if (l->ckdb)
+		sqlite3_close(l->ckdb);
 	/* Nothing is left unless the thread never ran. */
 	for (it = l->head; it; it = next) {
 		next = it->next;
@@ -1431,6 +1513,8 @@ dlog_close(struct dlog *l)
 	}
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->ckcv);
+	pthread_mutex_destroy(&l->ckmu);
 	free(l);
 }
 
