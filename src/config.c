@@ -9,6 +9,7 @@
 #include "util.h"
 #include "yamltree.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -291,7 +292,8 @@ is_hex64(const char *s)
 static void
 load_clients(const struct ynode *seq, struct gw_config *c, struct diags *d)
 {
-	static const char *const known[] = { "name", "key_sha256", NULL };
+	static const char *const known[] = { "name", "key_sha256",
+		"cert_sha256", NULL };
 	size_t i, j;
 
 	if (ynode_is_null(seq))
@@ -301,8 +303,8 @@ load_clients(const struct ynode *seq, struct gw_config *c, struct diags *d)
 	c->clients = xcalloc(seq->n ? seq->n : 1, sizeof(*c->clients));
 	for (i = 0; i < seq->n; i++) {
 		const struct ynode *m = seq->items[i];
-		const struct ynode *nn, *kn;
-		const char *name, *key;
+		const struct ynode *nn, *kn, *cn;
+		const char *name, *key, *cert = NULL;
 		struct client_def *cd;
 
 		if (ynode_expect(m, YN_MAP, "a client", d) < 0)
@@ -310,6 +312,7 @@ load_clients(const struct ynode *seq, struct gw_config *c, struct diags *d)
 		ynode_check_keys(m, known, d);
 		nn = ynode_get(m, "name");
 		kn = ynode_get(m, "key_sha256");
+		cn = ynode_get(m, "cert_sha256");
 		if (nn == NULL) {
 			ynode_diag(m, d, DIAG_ERROR, "client without a name; "
 			    "add name: ...");
@@ -318,10 +321,50 @@ load_clients(const struct ynode *seq, struct gw_config *c, struct diags *d)
 		name = ynode_str(nn, "client name", d);
 		if (name == NULL)
 			continue;
-		if (kn == NULL) {
+		if (cn != NULL) {
+			char *p, hex[65];
+			size_t o = 0;
+
+			cert = ynode_str(cn, "cert_sha256", d);
+			if (cert == NULL)
+				continue;
+			/* Accept openssl's "AB:CD:..." fingerprint form too. */
+			for (p = (char *)cert; *p && o < 64; p++)
+				if (*p != ':')
+					hex[o++] = (char)tolower((unsigned char)*p);
+			hex[o] = '\0';
+			if (*p != '\0' || !is_hex64(hex)) {
+				ynode_diag(cn, d, DIAG_ERROR, "client '%s': "
+				    "cert_sha256 must be the certificate's SHA-256 "
+				    "fingerprint (openssl x509 -noout -fingerprint "
+				    "-sha256)", name);
+				continue;
+			}
+			hex_decode(hex, 64, c->clients[c->nclients].cert_sha256);
+			c->clients[c->nclients].has_cert = 1;
+		}
+		if (kn == NULL && cn == NULL) {
 			ynode_diag(m, d, DIAG_ERROR, "client '%s' has no "
 			    "key_sha256; add the SHA-256 (64 hex digits) of its "
-			    "key, e.g. printf %%s KEY | sha256sum", name);
+			    "key, e.g. printf %%s KEY | sha256sum (or cert_sha256 "
+			    "with tls.client_ca)", name);
+			continue;
+		}
+		if (kn == NULL) {
+			/* certificate-only client: no bearer key matches */
+			for (j = 0; j < c->nclients; j++)
+				if (strcmp(c->clients[j].name, name) == 0)
+					break;
+			if (j < c->nclients) {
+				ynode_diag(nn, d, DIAG_ERROR, "duplicate client "
+				    "name '%s'; client names must be unique",
+				    name);
+				continue;
+			}
+			cd = &c->clients[c->nclients];
+			cd->has_key = 0;
+			cd->name = xstrdup(name);
+			c->nclients++;
 			continue;
 		}
 		key = ynode_str(kn, "key_sha256", d);
@@ -346,8 +389,10 @@ load_clients(const struct ynode *seq, struct gw_config *c, struct diags *d)
 		cd = &c->clients[c->nclients];
 		if (hex_decode(key, 64, cd->key_sha256) < 0)
 			continue;
+		cd->has_key = 1;
 		for (j = 0; j < c->nclients; j++)
-			if (memcmp(c->clients[j].key_sha256, cd->key_sha256,
+			if (c->clients[j].has_key &&
+			    memcmp(c->clients[j].key_sha256, cd->key_sha256,
 			    32) == 0)
 				break;
 		if (j < c->nclients) {
@@ -374,6 +419,7 @@ config_free(struct gw_config *c)
 	free(c->admin_listen);
 	free(c->tls_cert);
 	free(c->tls_key);
+	free(c->tls_client_ca);
 	free(c->policy_path);
 	free(c->backends_path);
 	free(c->log_database);
@@ -397,7 +443,8 @@ config_load(const char *path, struct diags *d)
 	static const char *const known[] = { "listen", "tls", "admin_listen",
 		"policy", "shadow_policy", "backends", "log", "clients",
 		"limits", "workers", "user", "log_file", NULL };
-	static const char *const tls_known[] = { "cert", "key", NULL };
+	static const char *const tls_known[] = { "cert", "key", "client_ca",
+		NULL };
 	struct gw_config *c;
 	struct ydoc *doc;
 	const struct ynode *root, *n;
@@ -468,6 +515,8 @@ config_load(const char *path, struct diags *d)
 		ynode_check_keys(n, tls_known, d);
 		set_path(&c->tls_cert, ynode_get(n, "cert"), "tls.cert",
 		    c->dir, d);
+		set_path(&c->tls_client_ca, ynode_get(n, "client_ca"),
+		    "tls.client_ca", c->dir, d);
 		set_path(&c->tls_key, ynode_get(n, "key"), "tls.key", c->dir,
 		    d);
 		if ((c->tls_cert == NULL) != (c->tls_key == NULL))
@@ -553,13 +602,27 @@ config_find_client(const struct gw_config *c, const char *key, size_t keylen)
 	 * so that timing does not tell which one matched. */
 	sha256_raw(key, keylen, h);
 	for (i = 0; i < c->nclients; i++) {
-		int eq = ct_equal(h, c->clients[i].key_sha256, 32);
+		int eq = ct_equal(h, c->clients[i].key_sha256, 32) &&
+		    c->clients[i].has_key;
 
 		if (eq && found == NULL)
 			found = &c->clients[i];
 	}
 	memset(h, 0, sizeof(h));
 	return found;
+}
+
+const struct client_def *
+config_find_client_by_cert(const struct gw_config *c,
+    const unsigned char sha256[32])
+{
+	size_t i;
+
+	for (i = 0; c && i < c->nclients; i++)
+		if (c->clients[i].has_cert &&
+		    ct_equal(c->clients[i].cert_sha256, sha256, 32))
+			return &c->clients[i];
+	return NULL;
 }
 
 const struct client_def *

@@ -14,6 +14,9 @@ enum durability { DUR_STRICT, DUR_BATCHED };
 struct client_def {
 	char *name;
 	unsigned char key_sha256[32];
+	int has_key;		/* authenticates with a bearer key */
+	unsigned char cert_sha256[32];
+	int has_cert;		/* or with a client certificate (tls.client_ca) */
 };
 
 struct limits {
@@ -58,6 +61,7 @@ struct gw_config {
 	char *listen;		/* "127.0.0.1:8443" */
 	char *admin_listen;	/* "127.0.0.1:9464"; NULL = off */
 	char *tls_cert, *tls_key;	/* optional listener TLS */
+	char *tls_client_ca;	/* verify client certificates against it */
 	char *policy_path;	/* absolute; a file or a directory */
 	char *backends_path;	/* absolute; a file or a directory */
 	char *log_database;	/* absolute */
@@ -82,6 +86,9 @@ void config_free(struct gw_config *c);	/* NULL is a no-op */
 /* Client by key (constant-time over every client); NULL if unknown. */
 const struct client_def *config_find_client(const struct gw_config *c,
     const char *key, size_t keylen);
+/* Client whose cert_sha256 is this certificate's fingerprint; NULL if none. */
+const struct client_def *config_find_client_by_cert(const struct gw_config *c,
+    const unsigned char sha256[32]);
 const struct client_def *config_client_by_name(const struct gw_config *c,
     const char *name);
 

@@ -492,6 +492,23 @@ authenticate(struct request *r)
 	const char *h = http_head_get(r->head, "authorization");
 	const char *key;
 
+	if (h == NULL && r->c && r->c->tls) {
+		/* No bearer key: a verified client certificate may name the
+		 * client (tls.client_ca + clients[].cert_sha256). */
+		SSL *ssl = bufferevent_openssl_get_ssl(r->c->bev);
+		X509 *peer = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+		unsigned char md[32];
+		unsigned int mdlen = sizeof(md);
+
+		if (peer && SSL_get_verify_result(ssl) == X509_V_OK &&
+		    X509_digest(peer, EVP_sha256(), md, &mdlen) == 1)
+			r->client = config_find_client_by_cert(r->snap->cfg, md);
+		if (r->client == NULL)
+			return -1;
+		snprintf(r->client_name, sizeof(r->client_name), "%s",
+		    r->client->name);
+		return 0;
+	}
 	if (h == NULL || ascii_ncasecmp(h, "Bearer ", 7) != 0)
 		return -1;
 	key = h + 7;

@@ -94,6 +94,24 @@ tlsserver_prepare(struct snapshot *s, struct diags *d)
 		    "tls.cert is not valid yet");
 		goto fail;
 	}
+	if (c->tls_client_ca) {
+		STACK_OF(X509_NAME) *names;
+
+		/* Verify a certificate if the client sends one (a bad one
+		 * fails the handshake); clients without one can still use a
+		 * bearer key. */
+		if (SSL_CTX_load_verify_locations(ctx, c->tls_client_ca,
+		    NULL) != 1) {
+			ssl_diag(d, c->tls_client_ca,
+			    "cannot load tls.client_ca");
+			goto fail;
+		}
+		names = SSL_load_client_CA_file(c->tls_client_ca);
+		if (names)
+			SSL_CTX_set_client_CA_list(ctx, names);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_verify_depth(ctx, 4);
+	}
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	s->tls_ctx = ctx;
 	s->tls_ctx_free = ctx_free;
