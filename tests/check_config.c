@@ -380,6 +380,52 @@ START_TEST(test_config_defaults)
 }
 END_TEST
 
+START_TEST(test_config_cert_clients_and_sync)
+{
+	struct diags *d = diags_new();
+	struct gw_config *c;
+	unsigned char fp[32];
+	const char *key = "claims-key";
+
+	mk_tmp();
+	c = config_load(put("gw.yaml", "clients:\n"
+	    "  - {name: bearer, key_sha256: "
+	    "\"4d3c49e75a6b4d66f7a1a2bfd9cd7c6b3fe4d7b9a7c1c1e0f7b0b1d4f7f8e9a0\"}\n"
+	    "  - {name: batch, cert_sha256: \"FA:55:1E:80:B7:3D:8A:27:43:32:0E:"
+	    "3A:FD:F3:59:64:15:CD:47:7C:15:38:73:3E:E8:98:F1:7A:5D:B7:99:CE\"}\n"
+	    "log: {sync: full}\n"), d);
+	if (c == NULL)
+		dump(d);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(c->log_sync_full, 1);
+	ck_assert_uint_eq(c->nclients, 2);
+	ck_assert(c->clients[0].has_key && !c->clients[0].has_cert);
+	ck_assert(!c->clients[1].has_key && c->clients[1].has_cert);
+	/* a certificate-only client can never match a bearer key, not even
+	 * one whose hash is all zeroes */
+	ck_assert_ptr_null(config_find_client(c, key, strlen(key)));
+	ck_assert_ptr_null(config_find_client(c, "", 0));
+	hex_decode("fa551e80b73d8a2743320e3afdf3596415cd477c1538733ee898f17a5db799ce",
+	    64, fp);
+	ck_assert_ptr_nonnull(config_find_client_by_cert(c, fp));
+	ck_assert_str_eq(config_find_client_by_cert(c, fp)->name, "batch");
+	fp[0] ^= 1;
+	ck_assert_ptr_null(config_find_client_by_cert(c, fp));
+	config_free(c);
+	diags_free(d);
+
+	d = diags_new();
+	c = config_load(put("gw2.yaml", "clients:\n"
+	    "  - {name: x, cert_sha256: \"nothex\"}\n"
+	    "log: {sync: sometimes}\n"), d);
+	ck_assert_ptr_null(c);
+	ck_assert(has_diag(d, DIAG_ERROR, 2, "cert_sha256 must be"));
+	ck_assert(has_diag(d, DIAG_ERROR, 3, "log.sync must be"));
+	diags_free(d);
+	rm_tmp();
+}
+END_TEST
+
 START_TEST(test_config_errors)
 {
 	struct diags *d = diags_new();
@@ -906,6 +952,7 @@ main(void)
 	tcase_set_timeout(ty, 30);
 	tcase_add_test(tc, test_config_full);
 	tcase_add_test(tc, test_config_defaults);
+	tcase_add_test(tc, test_config_cert_clients_and_sync);
 	tcase_add_test(tc, test_config_errors);
 	tcase_add_test(tb, test_backend_spec_example);
 	tcase_add_test(tb, test_backend_defaults_and_env);
