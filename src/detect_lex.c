@@ -78,7 +78,7 @@ const struct lex_list lex_builtin[] = {
 	/* generic words for an identifier: count only right before it */
 	{"id|identifier|identifiant|identificador|identificativo|"
 	 "identificación|identificatie|kennung|kennnummer|nummer|numéro|numero|"
-	 "número|nr|no|n°|nº|codice|código|code|documento|document|dokument|"
+	 "número|nr|nr.|no.|n°|nº|codice|código|code|documento|document|dokument|"
 	 "ausweis|ausweisnummer|id-nummer|id number|identification number|"
 	 "identificatienummer|numéro d'identification|"
 	 "número de identificación|numero identificativo|personal number|"
@@ -156,21 +156,21 @@ const struct lex_list lex_builtin[] = {
 	 LX_DOB, 0},
 
 	/* ---- months, for dates written in words ---- */
-	{"january|jan|janvier|janv|januar|jänner|gennaio|gen|enero|ene|januari",
+	{"january|jan|janvier|janv|januar|jänner|gennaio|enero|januari",
 	 LX_MONTH, 1},
 	{"february|feb|février|févr|fevr|februar|feber|febbraio|febrero|"
 	 "februari", LX_MONTH, 2},
 	{"march|mar|mars|märz|marz|marzo|maart|mrt", LX_MONTH, 3},
-	{"april|apr|avril|avr|aprile|abril|abr", LX_MONTH, 4},
-	{"may|mai|maggio|mag|mayo|mei", LX_MONTH, 5},
-	{"june|jun|juin|juni|giugno|giu|junio|jun.", LX_MONTH, 6},
-	{"july|jul|juillet|juil|juli|luglio|lug|julio", LX_MONTH, 7},
-	{"august|aug|août|aout|agosto|ago|augustus", LX_MONTH, 8},
-	{"september|sep|sept|septembre|settembre|set|septiembre|setiembre",
+	{"april|apr|avril|avr|aprile|abril", LX_MONTH, 4},
+	{"may|mai|maggio|mayo|mei", LX_MONTH, 5},
+	{"june|jun|juin|juni|giugno|junio", LX_MONTH, 6},
+	{"july|jul|juillet|juil|juli|luglio|julio", LX_MONTH, 7},
+	{"august|aug|août|aout|agosto|augustus", LX_MONTH, 8},
+	{"september|sep|sept|septembre|settembre|septiembre|setiembre",
 	 LX_MONTH, 9},
-	{"october|oct|octobre|oktober|okt|ottobre|ott|octubre", LX_MONTH, 10},
+	{"october|oct|octobre|oktober|okt|ottobre|octubre", LX_MONTH, 10},
 	{"november|nov|novembre|noviembre", LX_MONTH, 11},
-	{"december|dec|décembre|déc|dezember|dez|dicembre|dic|diciembre",
+	{"december|dec|décembre|déc|dezember|dez|dicembre|diciembre",
 	 LX_MONTH, 12},
 
 	/* ---- protective markings ---- */
