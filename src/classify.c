@@ -594,7 +594,7 @@ cand_cmp(const void *a, const void *b)
 static void
 resolve(struct spriv *p)
 {
-	size_t i, j, kept = 0;
+	size_t i, j;
 	struct cand *c = p->cands;
 
 	if (p->ncands > 1)
@@ -626,7 +626,7 @@ resolve(struct spriv *p)
 	}
 	for (i = 0; i < p->ncands; i++)
 		if (c[i].prio >= 0 || !c[i].excl)
-			commit(p, &c[i]), kept++;
+			commit(p, &c[i]);
 	if (p->ncands > 0)
 		memset(c, 0, p->ncands * sizeof(*c));
 	p->ncands = 0;
@@ -1219,13 +1219,14 @@ classifier_new(const struct custom_def *defs, size_t n, struct diags *d)
 	for (i = 0; i < lex_builtin_count + lex_health_count; i++) {
 		const struct lex_list *ll = i < lex_builtin_count ?
 		    &lex_builtin[i] : &lex_health[i - lex_builtin_count];
-		const char *w = ll->words, *bar;
+		const char *list = ll->words, *bar;
 
-		for (;; w = bar + 1) {
+		for (;; list = bar + 1) {
 			char *one;
 
-			bar = strchr(w, '|');
-			one = xstrndup(w, bar ? (size_t)(bar - w) : strlen(w));
+			bar = strchr(list, '|');
+			one = xstrndup(list, bar ? (size_t)(bar - list) :
+			    strlen(list));
 			add_pattern(c, &cap, one, ll->kind, ll->ids, -1);
 			free(one);
 			if (bar == NULL)

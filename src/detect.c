@@ -226,7 +226,7 @@ fr_nir_valid(const char *s, size_t n)
 int
 de_tax_id_valid(const char *d, size_t n)
 {
-	int cnt[10] = {0}, i, prod = 10, twice = 0, thrice = 0, missing = 0;
+	int cnt[10] = {0}, i, prod = 10, twice = 0, thrice = 0;
 
 	if (n != 11 || d[0] == '0')
 		return 0;
@@ -237,8 +237,6 @@ de_tax_id_valid(const char *d, size_t n)
 			twice++;
 		else if (cnt[i] == 3)
 			thrice++;
-		else if (cnt[i] == 0)
-			missing++;
 		else if (cnt[i] > 3)
 			return 0;
 	}
@@ -250,7 +248,6 @@ de_tax_id_valid(const char *d, size_t n)
 			if (d[i] == d[i + 1] && d[i] == d[i + 2])
 				return 0;
 	}
-	(void)missing;
 	for (i = 0; i < 10; i++) {
 		int sum = (d[i] - '0' + prod) % 10;
 
@@ -1204,7 +1201,7 @@ det_nid_alpha(const struct dtext *t)
 static int
 phone_layout(const char *s, size_t a, size_t e)
 {
-	size_t i, groups = 1, last = 0, cur = 0;
+	size_t i, groups = 1, cur = 0;
 
 	for (i = a; i < e; i++) {
 		if (isdig(s[i])) {
@@ -1213,11 +1210,9 @@ phone_layout(const char *s, size_t a, size_t e)
 		}
 		if (cur > 0) {
 			groups++;
-			last = cur;
 			cur = 0;
 		}
 	}
-	(void)last;
 	return groups >= 3 || cur >= 6;
 }
 
