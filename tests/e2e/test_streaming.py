@@ -229,8 +229,17 @@ def test_backpressure_slow_client_bounds_memory(t):
         total = len(got)
         tail = got[-64:]
         deadline = time.time() + 60
+        s.settimeout(10)
         while time.time() < deadline:
-            b = s.recv(1 << 20)
+            try:
+                b = s.recv(1 << 20)
+            except socket.timeout:
+                rec = env.mock_requests("mistral-eu")[0]
+                check(False, "the stream stalled after the client resumed "
+                      "reading: %d bytes received; the upstream has sent "
+                      "%d of %d chunks (completed=%r, aborted=%r); nothing "
+                      "more for 10 s", total, len(rec["chunks_sent_at"]),
+                      n, rec["completed"], rec["aborted"])
             if not b:
                 break
             total += len(b)
