@@ -5,11 +5,14 @@ decision id (SPEC §3)."""
 
 import http.client
 import json
+import re
+import socket
+import time
 
 from harness import (CLAIMS_KEY, TEXT_IBAN, TEXT_PUBLIC, UUID_RE,
                      assert_credentials, assert_error_shape,
                      assert_nothing_forwarded, chat, check, header_map,
-                     parse_http)
+                     parse_http, response_complete)
 
 
 def test_client_secrets_and_sovgate_headers_never_go_upstream(t):
@@ -128,3 +131,101 @@ def test_unknown_endpoint_and_method(t):
     r = env.request("DELETE", "/v1/models")
     check(r.status == 405, "DELETE /v1/models: %d", r.status)
     assert_nothing_forwarded(env)
+
+
+def test_mistral_kind_translation(t):
+    """Kind mistral gets Mistral's field names; kind openai gets the body
+    as sent (only the model rewritten)."""
+    env = t.env()
+    body = chat(TEXT_PUBLIC)
+    body.update(seed=42, stream_options={"include_usage": True},
+                temperature=0.2, max_tokens=50)
+    r = env.post("/v1/chat/completions", body)
+    check(r.status == 200 and r.header("X-Sovgate-Backend") == "mistral-eu",
+          "%d via %r", r.status, r.header("X-Sovgate-Backend"))
+    got = env.mock_requests("mistral-eu")[0]["json"]
+    check("stream_options" not in got, "mistral got stream_options")
+    check(got.get("random_seed") == 42 and "seed" not in got,
+          "mistral got seed %r / random_seed %r", got.get("seed"),
+          got.get("random_seed"))
+    check(got.get("temperature") == 0.2 and got.get("max_tokens") == 50,
+          "other fields lost: %r", got)
+    r = env.post("/v1/chat/completions", dict(body, messages=[
+        {"role": "user", "content": TEXT_IBAN}]))
+    got = env.mock_requests("onprem-vllm")[0]["json"]
+    check(got.get("seed") == 42 and got.get("stream_options") ==
+          {"include_usage": True} and "random_seed" not in got,
+          "openai kind got %r", got)
+
+
+def test_chunked_upstream_answer_reframed(t):
+    env = t.env(mocks={"mistral-eu": {"chunked": True}})
+    r = env.chat(TEXT_PUBLIC)
+    check(r.status == 200, "status %d", r.status)
+    doc = r.json()
+    check(doc["choices"][0]["message"]["content"].startswith(
+        "Hello from mistral-eu"), "body %r", doc)
+    out = env.outcome(r.header("X-Sovgate-Decision"))
+    if out and "total_tokens" in out:
+        check(out["total_tokens"] == doc["usage"]["total_tokens"],
+              "usage of a chunked answer: %r vs %r", out["total_tokens"],
+              doc["usage"])
+    check(not (r.header("Content-Length") and
+               r.header("Transfer-Encoding")),
+          "both Content-Length and Transfer-Encoding on the answer")
+
+
+def test_expect_100_continue(t):
+    env = t.env()
+    body = json.dumps(chat(TEXT_PUBLIC)).encode()
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=5)
+    try:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: Bearer " + CLAIMS_KEY.encode() + b"\r\n"
+                  b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        first = s.recv(4096)
+        check(first.startswith(b"HTTP/1.1 100"), "no 100 Continue: %r",
+              first[:100])
+        s.sendall(body)
+        out = first.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in first else b""
+        while not response_complete(out):
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+        r = parse_http(out)
+        check(r is not None and r.status == 200, "after 100: %r", out[:200])
+    finally:
+        s.close()
+    h = header_map(env.mock_requests("mistral-eu")[0])
+    check("expect" not in h, "Expect went upstream")
+
+
+def test_pipelined_requests_answered_in_order(t):
+    env = t.env()
+    reqs = b""
+    for text in (TEXT_IBAN, TEXT_PUBLIC, TEXT_IBAN):
+        body = json.dumps(chat(text)).encode()
+        reqs += (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                 b"Authorization: Bearer " + CLAIMS_KEY.encode() + b"\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+                 b"\r\n" % len(body) + body)
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=10)
+    out = b""
+    try:
+        s.sendall(reqs)
+        deadline = time.time() + 10
+        while out.count(b"HTTP/1.1 ") < 3 or not response_complete(
+                out[out.rfind(b"HTTP/1.1 "):]):
+            if time.time() > deadline:
+                break
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    finally:
+        s.close()
+    backends = re.findall(rb"(?i)x-sovgate-backend: ([a-z-]+)", out)
+    check(backends == [b"onprem-vllm", b"mistral-eu", b"onprem-vllm"],
+          "pipelined answers: %r", backends)
