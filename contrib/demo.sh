@@ -282,7 +282,10 @@ status)
 start)
 	mkdir -p "$DEMO"
 	SINCE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-	MOCK_LINES=$(cat "$DEMO/upstream.jsonl" 2>/dev/null | wc -l)
+	MOCK_LINES=0
+	if [ -f "$DEMO/upstream.jsonl" ]; then
+		MOCK_LINES=$(wc -l <"$DEMO/upstream.jsonl")
+	fi
 	install_deps
 	build
 	start
