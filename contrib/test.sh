@@ -163,6 +163,12 @@ install_sdk() {
 }
 install_sdk
 export SOVGATE_E2E_NODE_MODULES=$ROOT/build/e2e-sdk/node_modules
+# The test vectors live beside the checkout; distcheck's unpacked tree
+# cannot find them by a relative path, so name them once here.
+if [ -z "${SHARED_DIR:-}" ] && [ -d "$ROOT/../shared" ]; then
+	SHARED_DIR=$(cd "$ROOT/../shared" && pwd)
+	export SHARED_DIR
+fi
 
 # ---- 2. build and make check ----
 note "build and make check (unit suites and end-to-end)"
