@@ -2124,8 +2124,15 @@ drop_privileges(const struct gw_config *c)
 		return 0;
 	}
 	if (c->user == NULL) {
-		log_warn("running as root: set 'user:' in %s so sovgate drops "
-		    "to an unprivileged account after binding", c->path);
+		fprintf(stderr, "sovgate: refusing to run as root: set 'user: "
+		    "NAME' in %s to drop to an unprivileged account after "
+		    "binding (or 'user: root' to stay root deliberately)\n",
+		    c->path);
+		return -1;
+	}
+	if (strcmp(c->user, "root") == 0) {
+		log_warn("running as root because %s says 'user: root'",
+		    c->path);
 		return 0;
 	}
 	pw = getpwnam(c->user);	/* startup only: may read files */

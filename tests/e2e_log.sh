@@ -40,6 +40,7 @@ cp "$SRC"/backends/*.yaml "$dir/backends/"
 cp "$SRC/policy/hospital.yaml" "$dir/policy.yaml"
 cat > "$dir/sovgate.yaml" <<EOC
 listen: "127.0.0.1:$port"
+user: root
 admin_listen: off
 workers: 1
 policy: policy.yaml

@@ -61,6 +61,7 @@ key=bench-client-key
 keyhash=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
 cat > "$work/sovgate.yaml" <<YAML
 listen: 127.0.0.1:$SG
+user: root
 admin_listen: 127.0.0.1:$ADM
 workers: ${SOVGATE_WORKERS:-1}
 policy: policy/

@@ -318,6 +318,8 @@ class Env:
     def write_config(self):
         lines = [
             "listen: \"127.0.0.1:%d\"" % self.port,
+            # CI runs as root; the gateway refuses that unless told
+            "user: root",
             ("admin_listen: \"127.0.0.1:%d\"" % self.admin_port)
             if self.admin_port else "admin_listen: off",
             "workers: 1",
