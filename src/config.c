@@ -507,6 +507,11 @@ config_load(const char *path, struct diags *d)
 			if (n->type == YN_SCALAR && !listen_addr_valid(n->str))
 				ynode_diag(n, d, DIAG_ERROR, "admin_listen: "
 				    "'%s' is not HOST:PORT (or off)", n->str);
+			else if (c->admin_listen && c->listen &&
+			    strcmp(c->admin_listen, c->listen) == 0)
+				ynode_diag(n, d, DIAG_ERROR, "admin_listen is "
+				    "the data port (%s): the admin plane needs "
+				    "its own address", c->listen);
 		}
 	}
 	n = ynode_get(root, "tls");
