@@ -333,7 +333,7 @@ struct cand {
 	uint32_t start, end;
 	const char *type;
 	int16_t prio;
-	uint8_t excl;
+	uint8_t lost;		/* overlapped by a better candidate */
 	uint8_t vlen;
 	char val[SCAN_VALUE_MAX];
 };
@@ -353,6 +353,8 @@ struct spriv {
 	size_t nxhits[4], xhits_cap[4];
 	struct cand *cands;
 	size_t ncands, cands_cap;
+	size_t *act;		/* resolve(): candidates still open */
+	size_t act_cap;
 	/* distinct (type, value) hashes; open addressing, 0 = empty */
 	uint64_t *seen;
 	size_t seen_cap, nseen;
@@ -432,6 +434,7 @@ scan_free(struct scan *s)
 		if (p->cands != NULL)
 			memset(p->cands, 0, p->cands_cap * sizeof(*p->cands));
 		free(p->cands);
+		free(p->act);
 		free(p->seen);
 		pcre2_match_data_free(p->md);
 		free(p);
@@ -553,15 +556,19 @@ d_emit(const struct dtext *t, const char *type, size_t start, size_t end,
     int prio, int excl, const char *value, size_t vlen)
 {
 	struct spriv *p = t->ctx;
-	struct cand *c;
+	struct cand *c, tmp;
 
-	GROW(p->cands, p->ncands, p->cands_cap, 64);
-	c = &p->cands[p->ncands++];
+	if (excl) {
+		GROW(p->cands, p->ncands, p->cands_cap, 64);
+		c = &p->cands[p->ncands++];
+	} else {
+		c = &tmp;	/* takes no part in overlaps: count it now */
+	}
 	c->start = (uint32_t)start;
 	c->end = (uint32_t)end;
 	c->type = type;
 	c->prio = (int16_t)prio;
-	c->excl = (uint8_t)(excl != 0);
+	c->lost = 0;
 	if (vlen > SCAN_VALUE_MAX) {
 		/* Long values (PEM blocks, tokens) are kept by digest: the
 		 * fingerprint needs identity, not the secret itself. */
@@ -573,6 +580,10 @@ d_emit(const struct dtext *t, const char *type, size_t start, size_t end,
 	} else {
 		memcpy(c->val, value, vlen);
 		c->vlen = (uint8_t)vlen;
+	}
+	if (!excl) {
+		commit(p, c);
+		memset(&tmp, 0, sizeof(tmp));
 	}
 }
 
@@ -588,47 +599,61 @@ cand_cmp(const void *a, const void *b)
 	return y->prio - x->prio;
 }
 
-/* One value yields one finding: among overlapping exclusive candidates the
- * highest priority (then the longest) wins; a 16-digit run inside an IBAN
- * is not also a card. */
+/* Whether candidate x beats y when they overlap. */
+static int
+beats(const struct cand *x, const struct cand *y, size_t xi, size_t yi)
+{
+	uint32_t lx = x->end - x->start, ly = y->end - y->start;
+
+	if (x->prio != y->prio)
+		return x->prio > y->prio;
+	if (lx != ly)
+		return lx > ly;
+	return xi < yi;
+}
+
+/* One value yields one finding: among overlapping candidates the highest
+ * priority (then the longest) wins; a 16-digit run inside an IBAN is not
+ * also a card. A sweep over candidates ordered by start, keeping those that
+ * still reach the current one: linear unless values pile up on each other. */
 static void
 resolve(struct spriv *p)
 {
-	size_t i, j;
+	size_t i, k, nact = 0;
 	struct cand *c = p->cands;
+	size_t *act;
 
+	if (p->ncands == 0)
+		return;
 	if (p->ncands > 1)
 		qsort(c, p->ncands, sizeof(*c), cand_cmp);
+	if (p->act_cap < p->ncands) {
+		p->act = xrealloc(p->act, p->ncands * sizeof(*p->act));
+		p->act_cap = p->ncands;
+	}
+	act = p->act;
 	for (i = 0; i < p->ncands; i++) {
-		int lose = 0;
+		size_t o = 0;
 
-		if (!c[i].excl)
-			continue;
-		for (j = 0; j < p->ncands; j++) {
-			if (j == i || !c[j].excl)
-				continue;
-			if (c[j].start >= c[i].end)
-				break;
-			if (c[j].end <= c[i].start)
-				continue;
-			if (c[j].prio > c[i].prio ||
-			    (c[j].prio == c[i].prio &&
-			    c[j].end - c[j].start > c[i].end - c[i].start) ||
-			    (c[j].prio == c[i].prio &&
-			    c[j].end - c[j].start == c[i].end - c[i].start &&
-			    j < i)) {
-				lose = 1;
-				break;
-			}
+		/* drop candidates that end before this one starts */
+		for (k = 0; k < nact; k++)
+			if (c[act[k]].end > c[i].start)
+				act[o++] = act[k];
+		nact = o;
+		for (k = 0; k < nact; k++) {
+			struct cand *j = &c[act[k]];
+
+			if (beats(j, &c[i], act[k], i))
+				c[i].lost = 1;
+			else
+				j->lost = 1;
 		}
-		if (lose)
-			c[i].prio = -1;	/* marked; compacted below */
+		act[nact++] = i;
 	}
 	for (i = 0; i < p->ncands; i++)
-		if (c[i].prio >= 0 || !c[i].excl)
+		if (!c[i].lost)
 			commit(p, &c[i]);
-	if (p->ncands > 0)
-		memset(c, 0, p->ncands * sizeof(*c));
+	memset(c, 0, p->ncands * sizeof(*c));
 	p->ncands = 0;
 }
 
@@ -1077,25 +1102,21 @@ run_regexes(struct spriv *p, const struct classifier *c, const struct dtext *t)
 	}
 }
 
-void
-classifier_scan(const struct classifier *c, struct scan *s, const char *text,
+/* Long texts are scanned in pieces of this size, cut at a space, each
+ * starting a little before the previous one ended, so that working memory
+ * stays bounded whatever the body limit. A value crossing a cut is seen
+ * whole in the overlap, and counted once like any repeated value. */
+#define SCAN_PIECE	(1u << 20)
+#define SCAN_OVERLAP	4096
+
+static void
+scan_piece(const struct classifier *c, struct scan *s, const char *text,
     size_t len)
 {
 	struct spriv *p = s->priv;
 	struct dtext t;
 	size_t sn, fn, i;
 
-	s->bytes_scanned += len;
-	if (len == 0)
-		return;
-	/* Offsets are 32-bit: split absurd texts (the body limit is far
-	 * lower); a value straddling the cut may be missed. */
-	if (len > (1u << 30)) {
-		classifier_scan(c, s, text, 1u << 30);
-		classifier_scan(c, s, text + (1u << 30), len - (1u << 30));
-		s->bytes_scanned -= len;
-		return;
-	}
 	p->c = c;
 	normalise(p, text, len, &sn, &fn);
 	find_runs(p, p->s, sn);
@@ -1127,6 +1148,39 @@ classifier_scan(const struct classifier *c, struct scan *s, const char *text,
 	}
 	run_regexes(p, c, &t);
 	resolve(p);
+}
+
+static int
+is_space(char ch)
+{
+	return ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r';
+}
+
+void
+classifier_scan(const struct classifier *c, struct scan *s, const char *text,
+    size_t len)
+{
+	size_t off = 0;
+
+	s->bytes_scanned += len;
+	while (off < len) {
+		size_t end = len, next;
+
+		if (len - off > SCAN_PIECE) {
+			end = off + SCAN_PIECE;
+			for (next = end; next < len && next - end < 256 &&
+			    !is_space(text[next]); next++)
+				;
+			end = next;
+		}
+		scan_piece(c, s, text + off, end - off);
+		if (end >= len)
+			break;
+		for (next = end - SCAN_OVERLAP; next < end &&
+		    !is_space(text[next]); next++)
+			;
+		off = next;
+	}
 }
 
 size_t

@@ -1595,8 +1595,21 @@ det_ipv6(const struct dtext *t)
 		    s[a - 1] == ':'))
 			a--;
 		if (a > 0 && (iswordb((unsigned char)s[a - 1]) ||
-		    s[a - 1] == '.'))
+		    s[a - 1] == '.')) {
+			/* inside a longer hex/colon run: no address starts in
+			 * it, so jump past the run (keeps "1:1:1:..." linear
+			 * with a small constant) */
+			if (i - a >= 40) {
+				size_t k = i;
+
+				while (k < n && (ishex(s[k]) || s[k] == ':'))
+					k++;
+				c = s + k;
+				if (k >= n)
+					break;
+			}
 			continue;
+		}
 		/* parse forward from a */
 		for (k = a; k < n && k - a < 46; k++) {
 			int ch = (unsigned char)s[k];
@@ -1718,14 +1731,46 @@ overlaps_neg(const struct dtext *t, size_t k)
 	return 0;
 }
 
+/* Emit the longest of overlapping lexicon hits once ("breast cancer" and
+ * its "cancer"; "TLP:AMBER+STRICT" and its "TLP:AMBER"). Hits come ordered
+ * by end, so overlapping ones follow each other. */
+struct lexpend {
+	const struct dhit *h;
+};
+
+static void
+lex_flush(const struct dtext *t, struct lexpend *pd, const char *type)
+{
+	const char *w;
+
+	if (pd->h == NULL)
+		return;
+	w = t->pat_words[pd->h->pat];
+	d_emit(t, type, pd->h->start, pd->h->end, PRIO_LOW, 0, w, strlen(w));
+	pd->h = NULL;
+}
+
+static void
+lex_offer(const struct dtext *t, struct lexpend *pd, const struct dhit *h,
+    const char *type)
+{
+	if (pd->h != NULL && h->start < pd->h->end) {
+		if (h->end - h->start > pd->h->end - pd->h->start)
+			pd->h = h;
+		return;
+	}
+	lex_flush(t, pd, type);
+	pd->h = h;
+}
+
 static void
 det_lexicon(const struct dtext *t)
 {
+	struct lexpend health = {NULL}, marking = {NULL};
 	size_t k, j;
 
 	for (k = 0; k < t->nhits; k++) {
 		const struct dhit *h = &t->hits[k];
-		const char *w = t->pat_words[h->pat];
 
 		if ((h->kind & LX_HEALTH) && !overlaps_neg(t, k)) {
 			int named = 0;
@@ -1740,13 +1785,13 @@ det_lexicon(const struct dtext *t)
 					    t->hits[j].end + 48 > h->start)
 						named = 1;
 			if (!named)
-				d_emit(t, "health", h->start, h->end, PRIO_LOW,
-				    1, w, strlen(w));
+				lex_offer(t, &health, h, "health");
 		}
 		if (h->kind & LX_MARKING)
-			d_emit(t, "marking", h->start, h->end, PRIO_LOW + 1, 1,
-			    w, strlen(w));
+			lex_offer(t, &marking, h, "marking");
 	}
+	lex_flush(t, &health, "health");
+	lex_flush(t, &marking, "marking");
 }
 
 /* ICD-10 codes ("J45.9", "E11") next to a word saying they are codes. */

@@ -352,7 +352,7 @@ END_TEST
 START_TEST(test_pathological)
 {
 	/* long runs of digits, spaces and letters stay linear and quiet */
-	size_t n = 1 << 20, i;
+	size_t n = 3 << 20, i;
 	char *buf = malloc(n + 1);
 
 	memset(buf, '7', n);
@@ -363,6 +363,13 @@ START_TEST(test_pathological)
 	free(findings(buf));
 	memset(buf, 'a', n);
 	free(findings(buf));
+	/* a million lexicon hits, and texts longer than one scan piece */
+	for (i = 0; i + 9 <= n; i += 9)
+		memcpy(buf + i, "diabetes ", 9);
+	buf[i] = '\0';
+	ck_assert_uint_eq(count(buf, "health"), 1);
+	memcpy(buf + n - 40, " IBAN DE89370400440532013000 ", 29);
+	ck_assert_uint_eq(count(buf, "iban"), 1);
 	for (i = 0; i < n; i++)
 		buf[i] = ":1.@"[i % 4];
 	free(findings(buf));
