@@ -366,7 +366,7 @@ jp_number(struct jp *p)
 	const unsigned char *s = p->s;
 	size_t i = p->i, st = i;
 	int real = 0;
-	char tmp[64], *end;
+	char tmp[64], *end, *num;
 
 	if (s[i] == '-')
 		i++;
@@ -395,17 +395,16 @@ jp_number(struct jp *p)
 		while (i < p->n && s[i] >= '0' && s[i] <= '9')
 			i++;
 	}
-	if (i - st >= sizeof(tmp)) {
-		if (!real)
-			return jp_fail(p, "too big integer");
-		return jp_fail(p, "number too long");
-	}
-	memcpy(tmp, s + st, i - st);
-	tmp[i - st] = '\0';
+	if (i - st >= sizeof(tmp) && !real)
+		return jp_fail(p, "too big integer");
+	/* reals may carry any number of digits: long ones go to the heap */
+	num = i - st < sizeof(tmp) ? tmp : xmalloc(i - st + 1);
+	memcpy(num, s + st, i - st);
+	num[i - st] = '\0';
 	p->i = i;
 	errno = 0;
 	if (!real) {
-		long long v = strtoll(tmp, &end, 10);
+		long long v = strtoll(num, &end, 10);
 
 		if (errno == ERANGE)
 			return jp_fail(p, "too big integer");
@@ -417,13 +416,14 @@ jp_number(struct jp *p)
 		/* strtod reads the locale's decimal point, JSON has '.' */
 		if (dp != NULL && dp[0] != '.' && dp[0] != '\0' &&
 		    dp[1] == '\0') {
-			char *dot = strchr(tmp, '.');
+			char *dot = strchr(num, '.');
 
 			if (dot != NULL)
 				*dot = dp[0];
 		}
-		d = strtod(tmp, &end);
-
+		d = strtod(num, &end);
+		if (num != tmp)
+			free(num);
 		if (errno == ERANGE && (d > 1 || d < -1))
 			return jp_fail(p, "real number overflow");
 		return json_real(d);

@@ -105,6 +105,11 @@ START_TEST(test_parse_errors)
 	ck_assert_str_eq(json_string_value(json_array_get(
 	    json_object_get(ok, "a"), 5)), "\t/");
 	json_decref(ok);
+	/* reals of any length, as jansson reads them */
+	ok = parse("{\"t\":0.66666666666666666666666666666666666666666666666"
+	    "666666666666666666666666666666666663}", err);
+	ck_assert_msg(ok != NULL, "%s", err);
+	json_decref(ok);
 	ck_assert_ptr_null(parse("{\"a\":01}", err));
 	ck_assert_ptr_null(parse("{\"a\":1} x", err));
 	ck_assert_ptr_null(parse("{\"a\":tru}", err));
