@@ -67,6 +67,9 @@
 /* A non-stream answer is kept (up to this) to read its token usage. */
 #define USAGE_BODY_MAX		(1024 * 1024)
 #define SSE_LINE_MAX		(256 * 1024)
+/* A pass-through JSON answer up to this size is validated before the
+ * client sees a byte of it. */
+#define HOLD_MAX		(8 * 1024 * 1024)
 /* Input buffered while a request is in process (pipelining is bounded). */
 #define CLIENT_IN_HIGH		(64 * 1024)
 /* Access-log lines are written in batches. */
@@ -150,6 +153,9 @@ struct request {
 				   answer cannot be translated can still be
 				   failed over */
 	int up_status;
+	struct evbuffer *hold;	/* a pass-through JSON answer, held until it
+				   is known to be whole and valid */
+	char abandon_why[128];
 
 	/* usage */
 	struct evbuffer *usage_body;
@@ -275,6 +281,8 @@ request_free(struct request *r)
 	if (r->ad && r->ad_st && r->ad->resp_free)
 		r->ad->resp_free(r->ad_st);
 	evbuffer_free(r->body);
+	if (r->hold)
+		evbuffer_free(r->hold);
 	if (r->usage_body)
 		evbuffer_free(r->usage_body);
 	free(r->sse_line);
@@ -979,6 +987,26 @@ finish_stream_ok(struct request *r)
 {
 	struct evbuffer *tmp;
 
+	if (r->hold) {
+		struct evbuffer *h = r->hold;
+		size_t n = evbuffer_get_length(h);
+		json_t *j = n ? json_loadb((const char *)evbuffer_pullup(h, -1),
+		    n, 0, NULL) : NULL;
+
+		r->hold = NULL;
+		if (j == NULL) {
+			evbuffer_free(h);
+			finish_stream_broken(r, "the backend's answer is not "
+			    "valid JSON");
+			return;
+		}
+		json_decref(j);
+		if (r->t_first_byte < 0)
+			r->t_first_byte = mono_ms() - r->t0;
+		client_write_evbuffer(r, h);
+		evbuffer_free(h);
+	}
+
 	if (r->ad && r->ad->resp_end && r->ad_st) {
 		int rc;
 
@@ -1063,7 +1091,32 @@ up_on_head(void *arg, struct http_head *uh)
 	if (is_failover_status(uh->status)) {
 		/* Nothing reached the client yet: this candidate failed. */
 		r->abandon = uh->status;
+		snprintf(r->abandon_why, sizeof(r->abandon_why),
+		    "upstream answered %d", uh->status);
 		return -1;
+	}
+	if (r->ad->resp_body == NULL && uh->status >= 200 && uh->status < 300) {
+		/* A pass-through backend must answer in the shape the client
+		 * asked for: SSE for a stream, JSON otherwise. Anything else
+		 * (an HTML error page, a proxy's banner) is a failed attempt,
+		 * not an answer. */
+		const char *ct = http_head_get(uh, "content-type");
+		int ok = ct != NULL && (r->stream ?
+		    ascii_ncasecmp(ct, "text/event-stream", 17) == 0 :
+		    ascii_ncasecmp(ct, "application/json", 16) == 0);
+
+		if (!ok) {
+			r->abandon = uh->status;
+			snprintf(r->abandon_why, sizeof(r->abandon_why),
+			    "unexpected content type '%.60s' for a%s answer",
+			    ct ? ct : "(none)", r->stream ? " streamed" :
+			    " JSON");
+			return -1;
+		}
+		/* A JSON answer is held until complete and parsed, so a cut
+		 * or malformed one can still fail over. */
+		if (!r->stream)
+			r->hold = evbuffer_new();
 	}
 	health_report(b, 1);
 	r->answered = b;
@@ -1071,7 +1124,7 @@ up_on_head(void *arg, struct http_head *uh)
 	r->up_status = uh->status;
 	if (r->ad->resp_new)
 		r->ad_st = r->ad->resp_new(&r->fctx, uh->status, uh);
-	if (r->ad->resp_body) {
+	if (r->ad->resp_body || r->hold) {
 		r->head_deferred = 1;
 	} else {
 		record_attempt(r, b, uh->status < 400 ? "ok" : "client_error",
@@ -1089,6 +1142,21 @@ up_on_body(void *arg, const char *p, size_t n)
 
 	if (r->stage != A_STREAMING)
 		return 0;
+	if (r->hold) {
+		if (evbuffer_get_length(r->hold) + n <= HOLD_MAX) {
+			evbuffer_add(r->hold, p, n);
+			arm_utimer(r, idle_timeout_of(r));
+			return 0;
+		}
+		/* Too large to hold: pass it on unvalidated from here. */
+		{
+			struct evbuffer *h = r->hold;
+
+			r->hold = NULL;
+			client_write_evbuffer(r, h);
+			evbuffer_free(h);
+		}
+	}
 	if (r->t_first_byte < 0) {
 		r->t_first_byte = mono_ms() - r->t0;
 		metrics_ttfb((double)r->t_first_byte / 1000.0);
@@ -1144,12 +1212,13 @@ up_handle_parse(struct request *r, enum http_parse_result res)
 	}
 	if (res == HP_ERROR) {
 		if (r->abandon) {
-			char why[64];
+			char why[sizeof(r->abandon_why)];
 			int st = r->abandon;
 
-			snprintf(why, sizeof(why), "upstream answered %d", st);
+			memcpy(why, r->abandon_why, sizeof(why));
 			r->abandon = 0;
-			attempt_failed(r, "status", st, why, 0);
+			attempt_failed(r, is_failover_status(st) ? "status" :
+			    "bad_response", st, why, 0);
 			return;
 		}
 		if (r->stage == A_STREAMING) {
@@ -1431,6 +1500,10 @@ attempt_failed(struct request *r, const char *result, int status,
 		r->ad->resp_free(r->ad_st);
 	r->ad_st = NULL;
 	r->ad_ended = 0;
+	if (r->hold) {
+		evbuffer_free(r->hold);
+		r->hold = NULL;
+	}
 	if (!timeout)
 		r->all_timeouts = 0;
 	record_attempt(r, b, result, status, why);

@@ -882,10 +882,6 @@ def test_azure_malformed_or_wrong_content_type(t):
         ("wrong-ctype", True)], "onprem-vllm")
 
 
-test_azure_malformed_or_wrong_content_type.known_bug = (
-    "kinds azure and vertex pass a 200 with malformed JSON or a non-JSON, "
-    "non-SSE content type through to the client instead of failing over "
-    "or answering 502")
 
 
 # ---------------------------------------------------------------------------
@@ -1101,8 +1097,6 @@ def test_vertex_malformed_or_wrong_content_type(t):
         ("wrong-ctype", True)], "onprem-vllm")
 
 
-test_vertex_malformed_or_wrong_content_type.known_bug = \
-    test_azure_malformed_or_wrong_content_type.known_bug
 
 
 # ---------------------------------------------------------------------------
