@@ -459,13 +459,18 @@ classify_jsonl(struct classify_ctx *C, FILE *in)
 		json_error_t je;
 		json_t *o, *id, *body, *epn;
 		char *id_json = NULL;
+		char perr[128];
 
 		lineno++;
 		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 			line[--n] = '\0';
 		if (n == 0)
 			continue;
-		o = json_loadb(line, (size_t)n, 0, &je);
+		/* The line holds a whole request as a string: the fast strict
+		 * parser of extract.h reads it several times faster than
+		 * jansson's. */
+		(void)je;
+		o = request_parse(line, (size_t)n, 64, perr, sizeof(perr));
 		if (o == NULL || !json_is_object(o)) {
 			fprintf(C->out, "{\"id\":null,\"error\":\"line %lu is not "
 			    "a JSON object\"}\n", lineno);
