@@ -1131,6 +1131,7 @@ struct dlog {
 
 #define DLOG_CHECKPOINT_PAGES	1000
 #define DLOG_CHECKPOINT_MS	1000
+#define DLOG_CHECKPOINT_GAP_MS	250
 
 /* The writer's commit hook: ask for a checkpoint once the WAL is large. */
 static int
@@ -1170,6 +1171,20 @@ checkpointer_main(void *arg)
 		sqlite3_wal_checkpoint_v2(l->ckdb, NULL,
 		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		pthread_mutex_lock(&l->ckmu);
+		/* At most a few checkpoints a second: under steady writes the
+		 * WAL stays above the threshold until the writer restarts
+		 * it, and the hook would otherwise ask again at every
+		 * commit. */
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += DLOG_CHECKPOINT_GAP_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!atomic_load(&l->ckstop) &&
+		    pthread_cond_timedwait(&l->ckcv, &l->ckmu, &ts) == 0)
+			;
+		l->ckwanted = 0;
 	}
 	pthread_mutex_unlock(&l->ckmu);
 	return NULL;
