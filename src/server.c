@@ -1179,16 +1179,9 @@ up_on_body(void *arg, const char *p, size_t n)
 	return 0;
 }
 
-static void
-up_on_complete(void *arg)
-{
-	(void)arg;
-}
-
 static const struct http_parser_cb up_cb = {
 	.on_head = up_on_head,
 	.on_body = up_on_body,
-	.on_complete = up_on_complete,
 };
 
 static void
@@ -1893,16 +1886,9 @@ c_on_body(void *arg, const char *p, size_t n)
 	return 0;
 }
 
-static void
-c_on_complete(void *arg)
-{
-	(void)arg;
-}
-
 static const struct http_parser_cb client_cb = {
 	.on_head = c_on_head,
 	.on_body = c_on_body,
-	.on_complete = c_on_complete,
 };
 
 static void
