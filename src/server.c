@@ -1034,9 +1034,13 @@ finish_stream_ok(struct request *r)
 /* The answer broke after the client got its head: say so in the stream
  * (an SSE error event) and end it; a plain body can only be cut. */
 static void
-finish_stream_broken(struct request *r, const char *why)
+finish_stream_broken(struct request *r, const char *why_in)
 {
+	char why[200];
 	struct evbuffer *tmp;
+
+	/* why may live in the adapter's state, which the paths below free. */
+	snprintf(why, sizeof(why), "%s", why_in ? why_in : "");
 
 	if (r->head_deferred && r->c) {
 		/* Nothing reached the client: a failed attempt, not a
@@ -1480,10 +1484,14 @@ attempt_next(struct request *r)
 
 static void
 attempt_failed(struct request *r, const char *result, int status,
-    const char *why, int timeout)
+    const char *why_in, int timeout)
 {
 	const struct backend *b = cur_backend(r);
+	char why[256];
 
+	/* why may point into the adapter's state or the parser, both freed
+	 * below: keep a copy. */
+	snprintf(why, sizeof(why), "%s", why_in ? why_in : "");
 	evtimer_del(r->utimer);
 	upstream_close(r->up);
 	r->up = NULL;
@@ -1499,10 +1507,10 @@ attempt_failed(struct request *r, const char *result, int status,
 	}
 	if (!timeout)
 		r->all_timeouts = 0;
-	record_attempt(r, b, result, status, why);
+	record_attempt(r, b, result, status, why[0] ? why : NULL);
 	health_report(b, 0);
 	log_warn("decision %s: backend %s failed (%s%s%s); %s", r->id, b->name,
-	    result, why ? ": " : "", why ? why : "",
+	    result, why[0] ? ": " : "", why,
 	    r->cand + 1 < r->dec->ncandidates ? "failing over" :
 	    "no allowed candidate left");
 	if (r->c == NULL) {
