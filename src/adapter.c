@@ -127,6 +127,23 @@ adapter_openai_path(const struct backend *b, enum endpoint ep)
 	return xasprintf("%s%s", base, tail);
 }
 
+void
+adapter_mistral_fields(json_t *body)
+{
+	json_t *seed = json_object_get(body, "seed");
+
+	/* Mistral's API rejects OpenAI-only fields instead of ignoring them;
+	 * keep the client's intent where it has a Mistral name. */
+	json_object_del(body, "stream_options");
+	if (seed != NULL) {
+		json_incref(seed);
+		json_object_del(body, "seed");
+		if (json_object_get(body, "random_seed") == NULL)
+			json_object_set(body, "random_seed", seed);
+		json_decref(seed);
+	}
+}
+
 char *
 adapter_dump(json_t *body, size_t *len)
 {

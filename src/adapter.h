@@ -103,6 +103,9 @@ char *adapter_host_header(const struct backend *b);
 /* Path for an OpenAI-style endpoint under the backend's base path:
  * ".../v1/chat/completions" (no doubled /v1). Returns a new string. */
 char *adapter_openai_path(const struct backend *b, enum endpoint ep);
+/* Mistral's dialect of an OpenAI body (la Plateforme, Vertex): drops
+ * stream_options, maps seed to random_seed. Edits body in place. */
+void adapter_mistral_fields(json_t *body);
 /* Serialise body compactly; NULL on failure. Caller frees. */
 char *adapter_dump(json_t *body, size_t *len);
 

@@ -23,20 +23,8 @@ build_common(const struct fwd_ctx *c, struct evbuffer *out, int mistral,
 
 	if (json_object_set_new(c->body, "model", json_string(c->model_id)) < 0)
 		goto fail_json;
-	if (mistral) {
-		json_t *seed = json_object_get(c->body, "seed");
-
-		/* Mistral rejects OpenAI-only fields instead of ignoring
-		 * them; keep the client's intent where it has a name. */
-		json_object_del(c->body, "stream_options");
-		if (seed != NULL) {
-			json_incref(seed);
-			json_object_del(c->body, "seed");
-			if (json_object_get(c->body, "random_seed") == NULL)
-				json_object_set(c->body, "random_seed", seed);
-			json_decref(seed);
-		}
-	}
+	if (mistral)
+		adapter_mistral_fields(c->body);
 	body = adapter_dump(c->body, &blen);
 	if (body == NULL)
 		goto fail_json;

@@ -129,19 +129,7 @@ build_vertex(const struct fwd_ctx *c, struct evbuffer *out, char *err,
 	    xstrdup(c->model_id);
 	json_object_set_new(c->body, "model", json_string(bare));
 	free(bare);
-	/* Mistral's API rejects OpenAI-only fields; keep the intent. */
-	json_object_del(c->body, "stream_options");
-	{
-		json_t *seed = json_object_get(c->body, "seed");
-
-		if (seed) {
-			json_incref(seed);
-			json_object_del(c->body, "seed");
-			if (json_object_get(c->body, "random_seed") == NULL)
-				json_object_set(c->body, "random_seed", seed);
-			json_decref(seed);
-		}
-	}
+	adapter_mistral_fields(c->body);
 	body = adapter_dump(c->body, &blen);
 	if (body == NULL) {
 		snprintf(err, errlen, "cannot serialise the request");

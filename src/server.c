@@ -1200,6 +1200,23 @@ up_done(struct request *r)
 	finish_stream_ok(r);
 }
 
+/*
+ * The backend failed after its head was accepted. One place for it: the
+ * connection goes, and either nothing reached the client yet (a held or
+ * translated answer: finish_stream_broken turns it into a failed attempt,
+ * which reports health) or the stream is cut and health is reported here.
+ */
+static void
+upstream_broke(struct request *r, const char *why)
+{
+	upstream_close(r->up);
+	r->up = NULL;
+	evtimer_del(r->utimer);
+	if (!r->head_deferred)
+		health_report(cur_backend(r), 0);
+	finish_stream_broken(r, why);
+}
+
 static void
 up_handle_parse(struct request *r, enum http_parse_result res)
 {
@@ -1219,13 +1236,7 @@ up_handle_parse(struct request *r, enum http_parse_result res)
 			return;
 		}
 		if (r->stage == A_STREAMING) {
-			const struct backend *b = cur_backend(r);
-
-			upstream_close(r->up);
-			r->up = NULL;
-			evtimer_del(r->utimer);
-			health_report(b, 0);
-			finish_stream_broken(r, http_parser_error(r->uhp));
+			upstream_broke(r, http_parser_error(r->uhp));
 			return;
 		}
 		attempt_failed(r, "bad_response", 0,
@@ -1272,13 +1283,7 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 		}
 	}
 	if (r->stage == A_STREAMING) {
-		const struct backend *b = cur_backend(r);
-
-		upstream_close(r->up);
-		r->up = NULL;
-		evtimer_del(r->utimer);
-		health_report(b, 0);
-		finish_stream_broken(r, (what & BEV_EVENT_EOF) ?
+		upstream_broke(r, (what & BEV_EVENT_EOF) ?
 		    "connection closed by the backend" :
 		    "connection to the backend failed");
 		return;
@@ -1307,13 +1312,8 @@ utimer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (r->stage == A_STREAMING) {
-		const struct backend *b = cur_backend(r);
-
-		upstream_close(r->up);
-		r->up = NULL;
-		health_report(b, 0);
-		finish_stream_broken(r, "the backend stopped sending "
-		    "(stream idle timeout)");
+		upstream_broke(r, "the backend stopped sending (stream idle "
+		    "timeout)");
 		return;
 	}
 	attempt_failed(r, "timeout", 0, r->stage == A_CONNECTING ?

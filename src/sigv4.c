@@ -173,18 +173,6 @@ sigv4_uri_encode(const char *s, size_t n, int keep_slash)
 	return sb_take(&b);
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string (invalid escapes kept). */
 static char *
 pct_decode(const char *s, size_t n, size_t *outlen)
@@ -194,8 +182,8 @@ pct_decode(const char *s, size_t n, size_t *outlen)
 
 	for (i = 0; i < n; i++) {
 		if (s[i] == '%' && i + 2 < n &&
-		    hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			o[j++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+		    hex_digit_value(s[i + 1]) >= 0 && hex_digit_value(s[i + 2]) >= 0) {
+			o[j++] = (char)(hex_digit_value(s[i + 1]) * 16 + hex_digit_value(s[i + 2]));
 			i += 2;
 		} else {
 			o[j++] = s[i];

@@ -379,8 +379,8 @@ hex_encode(const unsigned char *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int
-hexval(int c)
+int
+hex_digit_value(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -399,7 +399,7 @@ hex_decode(const char *in, size_t n, unsigned char *out)
 	if (n % 2)
 		return -1;
 	for (i = 0; i < n; i += 2) {
-		int hi = hexval(in[i]), lo = hexval(in[i + 1]);
+		int hi = hex_digit_value(in[i]), lo = hex_digit_value(in[i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return -1;

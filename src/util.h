@@ -58,6 +58,8 @@ void uuid_v4(char out[37]);
 void sha256_raw(const void *p, size_t n, unsigned char out[32]);
 void sha256_hex(const void *p, size_t n, char out[65]);
 void hex_encode(const unsigned char *in, size_t n, char *out /* 2n+1 */);
+/* 0..15 for a hex digit of either case, -1 otherwise. */
+int hex_digit_value(int c);
 /* Returns 0 on success; out must hold n/2 bytes. */
 int hex_decode(const char *in, size_t n, unsigned char *out);
 
