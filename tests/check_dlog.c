@@ -599,6 +599,52 @@ START_TEST(test_group_commit)
 }
 END_TEST
 
+static long
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Under steady writes the WAL must be rewound, not grow without bound: a
+ * PASSIVE checkpoint alone never lets SQLite start it over. Two phases of
+ * one-decision commits with a pause between them: the second must reuse
+ * the file the first wrote. */
+START_TEST(test_wal_is_rewound)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	char *wal = tpath("d.db-wal");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	long s1, s2;
+	int i, phase, n = MAXCB < 1500 ? MAXCB : 1500;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	for (phase = 0; phase < 2; phase++) {
+		reset_cbs();
+		for (i = 0; i < n; i++) {
+			ck_assert_int_eq(dlog_submit_decision(l,
+			    mk_decision(phase * n + i, i, 0), mb, on_logged,
+			    (void *)(intptr_t)i), 0);
+			pump(i + 1);	/* one commit each, like a client */
+		}
+		if (phase == 0) {
+			s1 = file_size(wal);
+			usleep(700000);	/* the checkpointer's turn */
+		}
+	}
+	s2 = file_size(wal);
+	ck_assert_msg(s1 > 1000L * 4096, "first phase wrote only %ld bytes "
+	    "of WAL", s1);
+	ck_assert_msg(s2 < s1 + s1 / 4, "WAL grew from %ld to %ld bytes: "
+	    "it was not rewound", s1, s2);
+	dlog_close(l);
+	free(wal);
+	free(path);
+}
+END_TEST
+
 START_TEST(test_batched_answers_at_once)
 {
 	char err[512];
@@ -1562,6 +1608,7 @@ main(void)
 	tcase_add_checked_fixture(tc, setup_loop, teardown_loop);
 	tcase_add_test(tc, test_strict_commits_before_callback);
 	tcase_add_test(tc, test_group_commit);
+	tcase_add_test(tc, test_wal_is_rewound);
 	tcase_add_test(tc, test_batched_answers_at_once);
 	tcase_add_test(tc, test_close_drains);
 	tcase_add_test(tc, test_failure_and_recovery);

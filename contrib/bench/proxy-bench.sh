@@ -123,8 +123,12 @@ run() { # name url conns threads
 }
 echo "# $(date -u +%FT%TZ) $(nproc) cores; ${dur}s per run; upstream: nginx return 200"
 printf '%-10s %-14s %12s %12s %10s\n' proxy load req/s p50 non2xx
-read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 32 2)
-printf '%-10s %-14s %12s %12s %10s\n' nginx "c32 t2" "$r" "$l" "$e"
+# SOVGATE_ONLY=1 skips the nginx runs and the idle-connection test (for
+# quick iterations; the comparison needs the full run).
+if [ -z "${SOVGATE_ONLY:-}" ]; then
+	read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 32 2)
+	printf '%-10s %-14s %12s %12s %10s\n' nginx "c32 t2" "$r" "$l" "$e"
+fi
 # PERF=FILE records a CPU profile of sovgate during its c32 run.
 if [ -n "${PERF:-}" ]; then
 	perf record -F 1999 --call-graph dwarf,16384 -o "$PERF" -p "${pids[0]}" -- sleep "$dur" >/dev/null 2>&1 &
@@ -137,13 +141,17 @@ printf '%-10s %-14s %12s %12s %10s\n' sovgate "c32 t2" "$r" "$l" "$e"
 [ -n "${PERF:-}" ] && wait "$perfpid"
 for t in /proc/${pids[0]}/task/*; do echo "  thread $(cat $t/comm) $(awk '{print ($14+$15)*10}' $t/stat) ms total"; done
 echo "sovgate CPU during c32: $(( (cpu1-cpu0)*10 )) ms for ${dur}s ($(python3 -c "print(round(($cpu1-$cpu0)*10000/($r*$dur),1))") us/request)"
-read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 1 1)
-printf '%-10s %-14s %12s %12s %10s\n' nginx "c1 t1" "$r" "$l" "$e"
+echo "decision log files: $(cd "$work" && ls -l decisions.db* | awk '{printf "%s %.1f MB  ", $NF, $5/1e6}')"
+if [ -z "${SOVGATE_ONLY:-}" ]; then
+	read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 1 1)
+	printf '%-10s %-14s %12s %12s %10s\n' nginx "c1 t1" "$r" "$l" "$e"
+fi
 read -r r l e < <(run "http://127.0.0.1:$SG/v1/chat/completions" 1 1)
 printf '%-10s %-14s %12s %12s %10s\n' sovgate "c1 t1" "$r" "$l" "$e"
 
 # 1,000 idle keep-alive connections: RSS before and after.
 pid=${pids[0]}
+if [ -z "${SOVGATE_ONLY:-}" ]; then
 rss0=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 python3 - "$SG" "$key" <<'PY' &
 # Each connection makes one request (so it is a real keep-alive
@@ -162,6 +170,7 @@ sleep 3
 rss1=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 wait $holder || true
 echo "sovgate RSS: ${rss0} kB at rest, ${rss1} kB with 1000 idle connections (+$(( (rss1-rss0) )) kB)"
+fi
 curl -s "http://127.0.0.1:$ADM/metrics" | awk '/^sovgate_log_(commits|rows)_total/ {v[$1]=$2} END {if (v["sovgate_log_commits_total"]>0) printf "decision log: %d commits, %d rows, %.1f rows per commit\n", v["sovgate_log_commits_total"], v["sovgate_log_rows_total"], v["sovgate_log_rows_total"]/v["sovgate_log_commits_total"]}'
 rows=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from decisions').fetchone()[0])" "$work/decisions.db" 2>/dev/null || echo "?")
 echo "decision rows written: $rows"
