@@ -263,7 +263,7 @@ request_new(struct conn *c)
 	r->t0 = mono_ms();
 	r->t_first_byte = -1;
 	r->all_timeouts = 1;
-	uuid_v4(r->id);
+	uuid_v7(r->id);
 	return r;
 }
 
@@ -1828,7 +1828,7 @@ conn_reject(struct conn *c, int status, const char *why)
 	json_t *o;
 	char *s;
 
-	uuid_v4(id);
+	uuid_v7(id);
 	o = json_pack("{s:{s:s, s:s, s:s, s:s}}", "error", "type",
 	    "invalid_request_error", "code", status == 413 ?
 	    "body_too_large" : status == 431 ? "headers_too_large" :

@@ -332,29 +332,67 @@ parse_duration_ms(const char *s, int64_t *out)
 	return 0;
 }
 
+/* Random bytes from a per-thread pool refilled 256 bytes at a time: the
+ * DRBG call was a visible cost per request. */
+static void
+pool_bytes(unsigned char *b, size_t n)
+{
+	static __thread unsigned char pool[256];
+	static __thread size_t used = sizeof(pool);
+
+	if (used + n > sizeof(pool)) {
+		if (RAND_bytes(pool, sizeof(pool)) != 1)
+			fatal("RAND_bytes failed: no entropy for ids");
+		used = 0;
+	}
+	memcpy(b, pool + used, n);
+	OPENSSL_cleanse(pool + used, n);
+	used += n;
+}
+
+/* 16 bytes as 8-4-4-4-12 lowercase hex. */
+static void
+uuid_format(const unsigned char b[16], char out[37])
+{
+	static const char hx[] = "0123456789abcdef";
+	int i, o = 0;
+
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hx[b[i] >> 4];
+		out[o++] = hx[b[i] & 15];
+	}
+	out[o] = '\0';
+}
+
 void
 uuid_v4(char out[37])
 {
-	/* Drawn from a per-thread pool refilled 16 ids at a time: the DRBG
-	 * call was a visible cost per request. */
-	static __thread unsigned char pool[256];
-	static __thread size_t used = sizeof(pool);
 	unsigned char b[16];
 
-	if (used == sizeof(pool)) {
-		if (RAND_bytes(pool, sizeof(pool)) != 1)
-			fatal("RAND_bytes failed: no entropy for decision ids");
-		used = 0;
-	}
-	memcpy(b, pool + used, sizeof(b));
-	OPENSSL_cleanse(pool + used, sizeof(b));
-	used += sizeof(b);
+	pool_bytes(b, sizeof(b));
 	b[6] = (b[6] & 0x0f) | 0x40;
 	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(out, 37,
-	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-	    b[11], b[12], b[13], b[14], b[15]);
+	uuid_format(b, out);
+}
+
+void
+uuid_v7(char out[37])
+{
+	unsigned char b[16];
+	struct timespec ts;
+	uint64_t ms;
+	int i;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	pool_bytes(b + 6, 10);
+	for (i = 0; i < 6; i++)
+		b[i] = (unsigned char)(ms >> (40 - 8 * i));
+	b[6] = (b[6] & 0x0f) | 0x70;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	uuid_format(b, out);
 }
 
 void

@@ -53,6 +53,10 @@ int parse_duration_ms(const char *s, int64_t *out);
 
 /* Random (v4) UUID, 36 chars + NUL. */
 void uuid_v4(char out[37]);
+/* RFC 9562 version 7: 48 bits of Unix milliseconds, then random bits.
+ * Decision ids are v7 so that the log's id indexes grow at their right
+ * edge (a random id dirtied a random index page at every insert). */
+void uuid_v7(char out[37]);
 
 /* SHA-256 of a buffer, as 32 bytes or 64 lowercase hex chars + NUL. */
 void sha256_raw(const void *p, size_t n, unsigned char out[32]);

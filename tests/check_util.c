@@ -4,6 +4,8 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -107,6 +109,33 @@ START_TEST(test_uuid)
 	ck_assert(a[14] == '4');
 	ck_assert(strchr("89ab", a[19]) != NULL);
 	ck_assert_str_ne(a, b);
+	for (int i = 0; i < 36; i++)
+		ck_assert(i == 8 || i == 13 || i == 18 || i == 23 ?
+		    a[i] == '-' : strchr("0123456789abcdef", a[i]) != NULL);
+}
+END_TEST
+
+START_TEST(test_uuid_v7)
+{
+	char a[37], b[37], hex[13];
+	struct timespec ts;
+	long long ms, now;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	uuid_v7(a);
+	usleep(2000);
+	uuid_v7(b);
+	ck_assert_int_eq(strlen(a), 36);
+	ck_assert(a[14] == '7');
+	ck_assert(strchr("89ab", a[19]) != NULL);
+	/* the first 48 bits are the time in ms, so ids sort by time */
+	memcpy(hex, a, 8);
+	memcpy(hex + 8, a + 9, 4);
+	hex[12] = '\0';
+	ms = strtoll(hex, NULL, 16);
+	ck_assert_msg(ms >= now && ms < now + 1000, "%lld vs %lld", ms, now);
+	ck_assert(strcmp(a, b) < 0);
 }
 END_TEST
 
@@ -133,6 +162,7 @@ main(void)
 	tcase_add_test(tc, test_rfc3339_roundtrip);
 	tcase_add_test(tc, test_hex_sha);
 	tcase_add_test(tc, test_uuid);
+	tcase_add_test(tc, test_uuid_v7);
 	tcase_add_test(tc, test_ct_equal);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
