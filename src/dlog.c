@@ -1589,19 +1589,18 @@ dlog_close(struct dlog *l)
 	free(l);
 }
 
-/* Append under the lock; 0, or -1 when refused (it is then not queued). */
+/* Append; the caller holds l->mu. 0, or -1 when refused (it is then not
+ * queued). Sets *wake when the writer must be signalled. */
 static int
-enqueue(struct dlog *l, struct item *it)
+enqueue_locked(struct dlog *l, struct item *it, int *wake)
 {
 	int is_dec = it->kind == IT_DECISION;
 
-	pthread_mutex_lock(&l->mu);
 	if (l->stop || (is_dec && (l->ndecisions >= DLOG_MAX_DECISIONS ||
 	    !atomic_load(&l->healthy))) ||
-	    (!is_dec && l->nothers >= DLOG_MAX_OTHERS)) {
-		pthread_mutex_unlock(&l->mu);
+	    (!is_dec && l->nothers >= DLOG_MAX_OTHERS))
 		return -1;
-	}
+	it->next = NULL;
 	if (l->head == NULL)
 		l->first_mono = mono_ms();
 	if (l->tail)
@@ -1618,9 +1617,35 @@ enqueue(struct dlog *l, struct item *it)
 	 * the first item of a batch, which starts its timer. */
 	if (l->dur == DUR_STRICT || l->head == it ||
 	    l->ndecisions >= DLOG_MAX_DECISIONS / 2)
+		*wake = 1;
+	return 0;
+}
+
+static int
+enqueue(struct dlog *l, struct item *it)
+{
+	int rc, wake = 0;
+
+	pthread_mutex_lock(&l->mu);
+	rc = enqueue_locked(l, it, &wake);
+	if (wake)
 		pthread_cond_signal(&l->cv);
 	pthread_mutex_unlock(&l->mu);
-	return 0;
+	return rc;
+}
+
+static struct item *
+decision_item(struct dlog_decision *d, struct mailbox *mb, mailbox_fn cb,
+    void *arg)
+{
+	struct item *it = xcalloc(1, sizeof(*it));
+
+	it->kind = IT_DECISION;
+	it->d = d;
+	it->mb = mb;
+	it->cb = cb;
+	it->arg = arg;
+	return it;
 }
 
 int
@@ -1633,23 +1658,127 @@ dlog_submit_decision(struct dlog *l, struct dlog_decision *d,
 		dlog_decision_free(d);
 		return -1;
 	}
-	it = xcalloc(1, sizeof(*it));
-	it->kind = IT_DECISION;
-	it->d = d;
-	if (l->dur == DUR_STRICT) {
-		it->mb = mb;
-		it->cb = cb;
-		it->arg = arg;
-	}
+	/* batched: queued is durable enough, and we answer below; the
+	 * writer never knows the callback, so it cannot run twice. */
+	it = l->dur == DUR_STRICT ? decision_item(d, mb, cb, arg) :
+	    decision_item(d, NULL, NULL, NULL);
 	if (enqueue(l, it) < 0) {
 		item_free(it);
 		return -1;
 	}
-	/* batched: queued is durable enough; the writer no longer knows
-	 * the callback, so it cannot run twice. */
 	if (l->dur != DUR_STRICT && mb != NULL && cb != NULL)
 		mailbox_post(mb, cb, arg, 1);
 	return 0;
+}
+
+/* ---- batches ---- */
+
+struct dlog_batch {
+	struct item *head, *tail;
+	size_t n;
+};
+
+struct dlog_batch *
+dlog_batch_new(void)
+{
+	return xcalloc(1, sizeof(struct dlog_batch));
+}
+
+static void
+batch_add(struct dlog_batch *b, struct item *it)
+{
+	it->next = NULL;
+	if (b->tail)
+		b->tail->next = it;
+	else
+		b->head = it;
+	b->tail = it;
+	b->n++;
+}
+
+void
+dlog_batch_decision(struct dlog_batch *b, struct dlog_decision *d,
+    struct mailbox *mb, mailbox_fn cb, void *arg)
+{
+	batch_add(b, decision_item(d, mb, cb, arg));
+}
+
+void
+dlog_batch_outcome(struct dlog_batch *b, struct dlog_outcome *o)
+{
+	struct item *it = xcalloc(1, sizeof(*it));
+
+	it->kind = IT_OUTCOME;
+	it->o = o;
+	batch_add(b, it);
+}
+
+size_t
+dlog_batch_size(const struct dlog_batch *b)
+{
+	return b ? b->n : 0;
+}
+
+void
+dlog_batch_submit(struct dlog *l, struct dlog_batch *b)
+{
+	struct item *it, *next, *refused = NULL, **rt = &refused;
+	int wake = 0;
+
+	it = b->head;
+	b->head = b->tail = NULL;
+	b->n = 0;
+	if (l != NULL)
+		pthread_mutex_lock(&l->mu);
+	for (; it; it = next) {
+		struct item ack = *it;
+
+		next = it->next;
+		/* batched: the writer must not know the callback (it is
+		 * answered here, once queued). Strict: the writer answers. */
+		if (l != NULL && l->dur != DUR_STRICT) {
+			it->mb = NULL;
+			it->cb = NULL;
+		}
+		if (l == NULL || enqueue_locked(l, it, &wake) < 0) {
+			*it = ack;
+			it->next = NULL;
+			*rt = it;
+			rt = &it->next;
+		} else if (ack.kind == IT_DECISION && ack.mb && ack.cb &&
+		    l->dur != DUR_STRICT) {
+			mailbox_post(ack.mb, ack.cb, ack.arg, 1);
+		}
+	}
+	if (l != NULL) {
+		if (wake)
+			pthread_cond_signal(&l->cv);
+		pthread_mutex_unlock(&l->mu);
+	}
+	/* Refused decisions are answered "not logged" (their requests fail
+	 * closed); refused outcomes are counted as dropped. */
+	for (it = refused; it; it = next) {
+		next = it->next;
+		if (it->kind == IT_DECISION && it->mb && it->cb)
+			mailbox_post(it->mb, it->cb, it->arg, 0);
+		else if (it->kind != IT_DECISION && l != NULL)
+			atomic_fetch_add(&l->dropped, 1);
+		item_free(it);
+	}
+}
+
+void
+dlog_batch_free(struct dlog_batch *b)
+{
+	struct item *it, *next;
+
+	if (b == NULL)
+		return;
+	for (it = b->head; it; it = next) {
+		next = it->next;
+		item_free(it);
+	}
+	free(b);
 }
 
 void

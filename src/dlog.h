@@ -83,6 +83,27 @@ void dlog_close(struct dlog *l);
  */
 int dlog_submit_decision(struct dlog *l, struct dlog_decision *d,
     struct mailbox *mb, mailbox_fn cb, void *arg);
+/*
+ * A batch: the decisions and outcomes one worker gathers during one turn of
+ * its event loop, handed to the writer together (one lock, one wake-up).
+ * Under load that is what lets a group commit hold several requests: the
+ * writer otherwise woke for each decision and committed it alone, writing
+ * the same few pages to the WAL per request. Owned by one thread.
+ */
+struct dlog_batch;
+struct dlog_batch *dlog_batch_new(void);
+/* Frees what it still holds without telling anyone. NULL is a no-op. */
+void dlog_batch_free(struct dlog_batch *b);
+/* Take ownership of d / o. The decision's cb runs exactly once, after
+ * dlog_batch_submit, as with dlog_submit_decision; a refusal (queue full,
+ * log failing, l NULL) is cb(arg, 0) instead of a -1 here. */
+void dlog_batch_decision(struct dlog_batch *b, struct dlog_decision *d,
+    struct mailbox *mb, mailbox_fn cb, void *arg);
+void dlog_batch_outcome(struct dlog_batch *b, struct dlog_outcome *o);
+size_t dlog_batch_size(const struct dlog_batch *b);
+/* Queue everything in b, in order, and leave b empty. */
+void dlog_batch_submit(struct dlog *l, struct dlog_batch *b);
+
 /* Takes ownership of o. Best effort: dropped (and counted) when full. */
 void dlog_submit_outcome(struct dlog *l, struct dlog_outcome *o);
 /* An operational event (start, stop, reload): kind and a JSON detail. */

@@ -599,6 +599,84 @@ START_TEST(test_group_commit)
 }
 END_TEST
 
+/* A worker's batch goes to the writer whole: one transaction, callbacks in
+ * order; batched mode answers at submission; no log refuses (cb 0). */
+START_TEST(test_batch_submit)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	struct dlog_batch *b = dlog_batch_new();
+	uint64_t batches, rows;
+	sqlite3 *db;
+	int i, n = 20;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	reset_cbs();
+	for (i = 0; i < n; i++) {
+		struct dlog_outcome *o = dlog_outcome_new();
+		struct dlog_decision *d = mk_decision(i, 1000 + i, 1);
+
+		memcpy(o->decision_id, d->id, 37);
+		o->ts_ms = 2000 + i;
+		dlog_batch_decision(b, d, mb, on_logged, (void *)(intptr_t)i);
+		dlog_batch_outcome(b, o);
+	}
+	ck_assert_uint_eq(dlog_batch_size(b), 2 * (size_t)n);
+	usleep(20000);
+	ck_assert_int_eq(ncalls, 0);	/* nothing before submission */
+	dlog_batch_submit(l, b);
+	ck_assert_uint_eq(dlog_batch_size(b), 0);
+	pump(n);
+	ck_assert_int_eq(ncalls, n);
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(cbs[i].calls, 1);
+		ck_assert_int_eq(cbs[i].status, 1);
+		ck_assert_int_eq(cbs[i].order, i);
+	}
+	dlog_stats(l, &batches, &rows);
+	ck_assert_uint_eq(batches, 1);
+	ck_assert_uint_eq(rows, 2 * (uint64_t)n);
+	dlog_close(l);
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM outcomes o JOIN "
+	    "decisions d ON d.id = o.decision_id"), n);
+	sqlite3_close(db);
+
+	/* no log: every decision is refused, through its callback */
+	reset_cbs();
+	dlog_batch_decision(b, mk_decision(0, 1, 0), mb, on_logged,
+	    (void *)(intptr_t)0);
+	dlog_batch_outcome(b, dlog_outcome_new());
+	dlog_batch_submit(NULL, b);
+	pump(1);
+	ck_assert_int_eq(cbs[0].calls, 1);
+	ck_assert_int_eq(cbs[0].status, 0);
+
+	/* batched durability: answered once queued */
+	free(path);
+	path = tpath("b.db");
+	l = dlog_open(path, DUR_BATCHED, 20, err, sizeof(err));
+	ck_assert_msg(l != NULL, "%s", err);
+	reset_cbs();
+	for (i = 0; i < 3; i++)
+		dlog_batch_decision(b, mk_decision(i, i, 0), mb, on_logged,
+		    (void *)(intptr_t)i);
+	dlog_batch_submit(l, b);
+	pump(3);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(cbs[i].calls, 1);
+		ck_assert_int_eq(cbs[i].status, 1);
+	}
+	dlog_close(l);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(ncalls, 3);	/* the writer does not answer again */
+	dlog_batch_free(b);
+	dlog_batch_free(NULL);
+	free(path);
+}
+END_TEST
+
 static long
 file_size(const char *path)
 {
@@ -1609,6 +1687,7 @@ main(void)
 	tcase_add_test(tc, test_strict_commits_before_callback);
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_wal_is_rewound);
+	tcase_add_test(tc, test_batch_submit);
 	tcase_add_test(tc, test_batched_answers_at_once);
 	tcase_add_test(tc, test_close_drains);
 	tcase_add_test(tc, test_failure_and_recovery);
