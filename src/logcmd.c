@@ -34,7 +34,6 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sqlite3.h>
 
 enum fmt { FMT_TABLE, FMT_JSON, FMT_CSV, FMT_JSONL };
@@ -1085,14 +1084,12 @@ add_cand(struct cand *c, size_t *n, const char *type, const unsigned char
     key[32], const char *v, size_t len)
 {
 	unsigned char mac[32];
-	unsigned int maclen = sizeof(mac);
 	char hex[65];
 	size_t i;
 
 	if (len == 0 || *n >= MAX_HMACS)
 		return;
-	HMAC(EVP_sha256(), key, 32, (const unsigned char *)v, len, mac,
-	    &maclen);
+	hmac_sha256(NULL, key, 32, v, len, mac);
 	hex_encode(mac, 32, hex);
 	OPENSSL_cleanse(mac, sizeof(mac));
 	for (i = 0; i < *n; i++)

@@ -56,7 +56,6 @@
 #include <openssl/ssl.h>
 #include <event2/dns.h>
 #include <event2/thread.h>
-#include <openssl/hmac.h>
 #include <openssl/evp.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -375,10 +374,9 @@ fingerprint(const struct snapshot *s, const struct scan_value *v,
     char out[65])
 {
 	unsigned char mac[32];
-	unsigned int len = sizeof(mac);
 
-	HMAC(EVP_sha256(), s->fp_key, sizeof(s->fp_key),
-	    (const unsigned char *)v->value, v->len, mac, &len);
+	hmac_sha256(NULL, s->fp_key, sizeof(s->fp_key), v->value, v->len,
+	    mac);
 	hex_encode(mac, 32, out);
 }
 

@@ -13,43 +13,17 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-/* ---- SHA-256 and HMAC-SHA256 with the digest fetched once ----
- * OpenSSL 3 looks an algorithm up on every implicit use (EVP_sha256(),
- * HMAC()); with the digest fetched once and HMAC done over it, signing a
- * request costs a fraction of what it would. */
-
-static EVP_MD *g_sha256;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-
-static void
-md_init(void)
-{
-	g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	if (g_sha256 == NULL)
-		fatal("OpenSSL has no SHA-256");
-}
+/* SHA-256 and HMAC-SHA256 come from util.c, with the digest fetched once:
+ * signing a request costs a fraction of what implicit fetches would. */
 
 static EVP_MD_CTX *
 md_ctx(void)
 {
-	EVP_MD_CTX *c;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
 
-	pthread_once(&g_once, md_init);
-	c = EVP_MD_CTX_new();
 	if (c == NULL)
 		fatal("out of memory (EVP_MD_CTX)");
 	return c;
-}
-
-static void
-digest2(EVP_MD_CTX *c, const void *a, size_t an, const void *b, size_t bn,
-    unsigned char out[32])
-{
-	if (EVP_DigestInit_ex2(c, g_sha256, NULL) != 1 ||
-	    EVP_DigestUpdate(c, a, an) != 1 ||
-	    (bn && EVP_DigestUpdate(c, b, bn) != 1) ||
-	    EVP_DigestFinal_ex(c, out, NULL) != 1)
-		fatal("SHA-256 failed");
 }
 
 static void
@@ -58,33 +32,9 @@ sha256_hex_fast(const void *p, size_t n, char out[65])
 	EVP_MD_CTX *c = md_ctx();
 	unsigned char d[32];
 
-	digest2(c, p, n, NULL, 0, d);
+	sha256_2(c, p, n, NULL, 0, d);
 	EVP_MD_CTX_free(c);
 	hex_encode(d, 32, out);
-}
-
-/* RFC 2104 over SHA-256 (block size 64). */
-static void
-hmac_sha256(EVP_MD_CTX *c, const void *key, size_t klen, const void *msg,
-    size_t mlen, unsigned char out[32])
-{
-	unsigned char k[64], pad[64], inner[32];
-	size_t i;
-
-	memset(k, 0, sizeof(k));
-	if (klen > 64)
-		digest2(c, key, klen, NULL, 0, k);
-	else
-		memcpy(k, key, klen);
-	for (i = 0; i < 64; i++)
-		pad[i] = k[i] ^ 0x36;
-	digest2(c, pad, 64, msg, mlen, inner);
-	for (i = 0; i < 64; i++)
-		pad[i] = k[i] ^ 0x5c;
-	digest2(c, pad, 64, inner, 32, out);
-	OPENSSL_cleanse(k, sizeof(k));
-	OPENSSL_cleanse(pad, sizeof(pad));
-	OPENSSL_cleanse(inner, sizeof(inner));
 }
 
 /* ---- a small growing string ---- */

@@ -395,12 +395,75 @@ uuid_v7(char out[37])
 	uuid_format(b, out);
 }
 
+/*
+ * SHA-256 fetched once. OpenSSL 3 looks an algorithm up in its provider
+ * tables at every implicit use (EVP_sha256(), HMAC()), which cost more
+ * than hashing a short string: it was a visible share of a request
+ * (client key hash, fingerprints) and of the log writer (row hashes).
+ */
+static EVP_MD *g_sha256;
+static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+	g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (g_sha256 == NULL)
+		fatal("OpenSSL has no SHA-256");
+}
+
+const EVP_MD *
+sha256_md(void)
+{
+	pthread_once(&g_sha256_once, sha256_fetch);
+	return g_sha256;
+}
+
+void
+sha256_2(EVP_MD_CTX *c, const void *a, size_t an, const void *b, size_t bn,
+    unsigned char out[32])
+{
+	if (EVP_DigestInit_ex2(c, sha256_md(), NULL) != 1 ||
+	    EVP_DigestUpdate(c, a, an) != 1 ||
+	    (bn && EVP_DigestUpdate(c, b, bn) != 1) ||
+	    EVP_DigestFinal_ex(c, out, NULL) != 1)
+		fatal("SHA-256 failed");
+}
+
+/* RFC 2104 over SHA-256 (block size 64). */
+void
+hmac_sha256(EVP_MD_CTX *c, const void *key, size_t klen, const void *msg,
+    size_t mlen, unsigned char out[32])
+{
+	unsigned char k[64], pad[64], inner[32];
+	EVP_MD_CTX *own = NULL;
+	size_t i;
+
+	if (c == NULL && (c = own = EVP_MD_CTX_new()) == NULL)
+		fatal("out of memory (EVP_MD_CTX)");
+	memset(k, 0, sizeof(k));
+	if (klen > 64)
+		sha256_2(c, key, klen, NULL, 0, k);
+	else
+		memcpy(k, key, klen);
+	for (i = 0; i < 64; i++)
+		pad[i] = k[i] ^ 0x36;
+	sha256_2(c, pad, 64, msg, mlen, inner);
+	for (i = 0; i < 64; i++)
+		pad[i] = k[i] ^ 0x5c;
+	sha256_2(c, pad, 64, inner, 32, out);
+	OPENSSL_cleanse(k, sizeof(k));
+	OPENSSL_cleanse(pad, sizeof(pad));
+	OPENSSL_cleanse(inner, sizeof(inner));
+	EVP_MD_CTX_free(own);
+}
+
 void
 sha256_raw(const void *p, size_t n, unsigned char out[32])
 {
 	unsigned int len = 32;
 
-	if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1)
+	if (EVP_Digest(p, n, out, &len, sha256_md(), NULL) != 1)
 		fatal("EVP_Digest(sha256) failed");
 }
 

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdarg.h>
 
+#include <openssl/types.h>
+
 enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERR };
 
 /* Operational log on stderr: "LEVEL component: message". Thread-safe. */
@@ -58,6 +60,14 @@ void uuid_v4(char out[37]);
  * edge (a random id dirtied a random index page at every insert). */
 void uuid_v7(char out[37]);
 
+/* SHA-256, fetched from OpenSSL once (implicit fetches are slow). */
+const EVP_MD *sha256_md(void);
+/* SHA-256 of a then b (bn may be 0) with the context c. */
+void sha256_2(EVP_MD_CTX *c, const void *a, size_t an, const void *b,
+    size_t bn, unsigned char out[32]);
+/* HMAC-SHA256; c may be NULL (a temporary context is used). */
+void hmac_sha256(EVP_MD_CTX *c, const void *key, size_t klen,
+    const void *msg, size_t mlen, unsigned char out[32]);
 /* SHA-256 of a buffer, as 32 bytes or 64 lowercase hex chars + NUL. */
 void sha256_raw(const void *p, size_t n, unsigned char out[32]);
 void sha256_hex(const void *p, size_t n, char out[65]);

@@ -139,6 +139,29 @@ START_TEST(test_uuid_v7)
 }
 END_TEST
 
+/* RFC 4231 test cases 1 and 6 (a key longer than the block). */
+START_TEST(test_hmac_sha256)
+{
+	unsigned char key[131], mac[32];
+	char hex[65];
+
+	memset(key, 0x0b, 20);
+	hmac_sha256(NULL, key, 20, "Hi There", 8, mac);
+	hex_encode(mac, 32, hex);
+	ck_assert_str_eq(hex, "b0344c61d8db38535ca8afceaf0bf12b"
+	    "881dc200c9833da726e9376c2e32cff7");
+	memset(key, 0xaa, sizeof(key));
+	hmac_sha256(NULL, key, sizeof(key), "Test Using Larger Than Block-"
+	    "Size Key - Hash Key First", 54, mac);
+	hex_encode(mac, 32, hex);
+	ck_assert_str_eq(hex, "60e431591ee0b67f0d8a26aacbf5b77f"
+	    "8e0bc6213728c5140546040f0ee37f54");
+	sha256_hex("abc", 3, hex);
+	ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223"
+	    "b00361a396177a9cb410ff61f20015ad");
+}
+END_TEST
+
 START_TEST(test_ct_equal)
 {
 	ck_assert(ct_equal("abcd", "abcd", 4));
@@ -163,6 +186,7 @@ main(void)
 	tcase_add_test(tc, test_hex_sha);
 	tcase_add_test(tc, test_uuid);
 	tcase_add_test(tc, test_uuid_v7);
+	tcase_add_test(tc, test_hmac_sha256);
 	tcase_add_test(tc, test_ct_equal);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
