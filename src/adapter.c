@@ -83,23 +83,26 @@ adapter_write_head_accept(const struct fwd_ctx *c, struct evbuffer *out,
 	char *host = adapter_host_header(c->b);
 	size_t i;
 
-	evbuffer_add_printf(out, "%s %s HTTP/1.1\r\n", method, path);
-	evbuffer_add_printf(out, "Host: %s\r\n", host);
+	http_add_str(out, method);
+	evbuffer_add(out, " ", 1);
+	http_add_str(out, path);
+	http_add_str(out, " HTTP/1.1\r\n");
+	http_add_header(out, "Host", host);
 	free(host);
-	evbuffer_add_printf(out, "Content-Type: application/json\r\n"
-	    "Content-Length: %zu\r\n"
-	    "Accept: %s\r\n"
-	    "Accept-Encoding: identity\r\n"
-	    "User-Agent: sovgate/" PACKAGE_VERSION "\r\n",
-	    body_len, accept);
+	http_add_str(out, "Content-Type: application/json\r\n"
+	    "Content-Length: ");
+	http_add_uint(out, body_len);
+	http_add_str(out, "\r\n");
+	http_add_header(out, "Accept", accept);
+	http_add_str(out, "Accept-Encoding: identity\r\n"
+	    "User-Agent: sovgate/" PACKAGE_VERSION "\r\n");
 	if (extra_headers)
 		evbuffer_add(out, extra_headers, strlen(extra_headers));
 	for (i = 0; hd && i < hd->nh; i++) {
 		if (client_header_blocked(hd, hd->h[i].name) ||
 		    !header_value_safe(hd->h[i].value))
 			continue;
-		evbuffer_add_printf(out, "%s: %s\r\n", hd->h[i].name,
-		    hd->h[i].value);
+		http_add_header(out, hd->h[i].name, hd->h[i].value);
 	}
 	evbuffer_add(out, "\r\n", 2);
 }

@@ -500,3 +500,72 @@ http_reason(int status)
 	    "Server Error";
 	}
 }
+
+void
+http_add_str(struct evbuffer *out, const char *s)
+{
+	evbuffer_add(out, s, strlen(s));
+}
+
+void
+http_add_uint(struct evbuffer *out, uint64_t v)
+{
+	char b[24], *p = b + sizeof(b);
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	evbuffer_add(out, p, (size_t)(b + sizeof(b) - p));
+}
+
+void
+http_add_hex(struct evbuffer *out, uint64_t v)
+{
+	static const char hx[] = "0123456789abcdef";
+	char b[24], *p = b + sizeof(b);
+
+	do {
+		*--p = hx[v & 15];
+		v >>= 4;
+	} while (v);
+	evbuffer_add(out, p, (size_t)(b + sizeof(b) - p));
+}
+
+void
+http_add_header(struct evbuffer *out, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+	char b[256];
+
+	/* One evbuffer_add for the usual short line. */
+	if (nl + vl + 4 <= sizeof(b)) {
+		memcpy(b, name, nl);
+		b[nl] = ':';
+		b[nl + 1] = ' ';
+		memcpy(b + nl + 2, value, vl);
+		b[nl + 2 + vl] = '\r';
+		b[nl + 3 + vl] = '\n';
+		evbuffer_add(out, b, nl + vl + 4);
+		return;
+	}
+	evbuffer_add(out, name, nl);
+	evbuffer_add(out, ": ", 2);
+	evbuffer_add(out, value, vl);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void
+http_add_status_line(struct evbuffer *out, int status)
+{
+	char b[16] = "HTTP/1.1 000 ";
+
+	if (status < 100 || status > 999)
+		status = 500;
+	b[9] = (char)('0' + status / 100);
+	b[10] = (char)('0' + status / 10 % 10);
+	b[11] = (char)('0' + status % 10);
+	evbuffer_add(out, b, 13);
+	http_add_str(out, http_reason(status));
+	evbuffer_add(out, "\r\n", 2);
+}

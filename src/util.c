@@ -163,13 +163,40 @@ mono_ms(void)
 void
 fmt_rfc3339_ms(int64_t ms, char *out, size_t outlen)
 {
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
+	/* The date and time of day are formatted once per second and
+	 * thread: the access log stamps every request. */
+	static __thread int64_t cached_sec = -1;
+	static __thread char cached[64];
+	int64_t sec = ms / 1000;
+	int frac = (int)(ms % 1000);
 
-	gmtime_r(&t, &tm);
-	snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	if (ms < 0 || outlen < 25) {
+		time_t t = (time_t)sec;
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec, frac < 0 ? -frac : frac);
+		return;
+	}
+	if (sec != cached_sec) {
+		time_t t = (time_t)sec;
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec);
+		cached_sec = sec;
+	}
+	memcpy(out, cached, 19);
+	out[19] = '.';
+	out[20] = (char)('0' + frac / 100);
+	out[21] = (char)('0' + frac / 10 % 10);
+	out[22] = (char)('0' + frac % 10);
+	out[23] = 'Z';
+	out[24] = '\0';
 }
 
 /* Days from 1970-01-01 to y-m-d (proleptic Gregorian), no timezone games. */

@@ -237,6 +237,44 @@ START_TEST(test_hop_by_hop)
 }
 END_TEST
 
+/* The printf-free writers produce exactly what printf would. */
+START_TEST(test_add_helpers)
+{
+	struct evbuffer *b = evbuffer_new();
+	char big[400], want[512];
+	size_t n;
+
+	http_add_status_line(b, 200);
+	http_add_header(b, "X-Sovgate-Level", "public");
+	http_add_uint(b, 0);
+	evbuffer_add(b, " ", 1);
+	http_add_uint(b, 18446744073709551615ULL);
+	evbuffer_add(b, " ", 1);
+	http_add_hex(b, 0);
+	evbuffer_add(b, " ", 1);
+	http_add_hex(b, 0x1f40);
+	evbuffer_add(b, "|", 1);
+	http_add_status_line(b, 503);
+	n = evbuffer_get_length(b);
+	ck_assert_uint_lt(n, sizeof(want));
+	memcpy(want, evbuffer_pullup(b, -1), n);
+	want[n] = '\0';
+	ck_assert_str_eq(want,
+	    "HTTP/1.1 200 OK\r\nX-Sovgate-Level: public\r\n0 "
+	    "18446744073709551615 0 1f40|HTTP/1.1 503 Service Unavailable\r\n");
+	evbuffer_drain(b, n);
+	/* a line longer than the one-copy buffer */
+	memset(big, 'v', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	http_add_header(b, "X-Long", big);
+	snprintf(want, sizeof(want), "X-Long: %s\r\n", big);
+	n = evbuffer_get_length(b);
+	ck_assert_uint_eq(n, strlen(want));
+	ck_assert(memcmp(evbuffer_pullup(b, -1), want, n) == 0);
+	evbuffer_free(b);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -256,6 +294,7 @@ main(void)
 	tcase_add_test(tc, test_response_eof_delimited);
 	tcase_add_test(tc, test_response_truncated);
 	tcase_add_test(tc, test_hop_by_hop);
+	tcase_add_test(tc, test_add_helpers);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

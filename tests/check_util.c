@@ -80,6 +80,15 @@ START_TEST(test_rfc3339_roundtrip)
 	ck_assert_str_eq(buf, "2026-11-28T09:03:24.123Z");
 	ck_assert_int_eq(parse_time_arg(buf, &v), 0);
 	ck_assert_int_eq(v, 1795856604123LL);
+	/* the per-second cache: same second, next second, back again */
+	fmt_rfc3339_ms(1795856604007LL, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2026-11-28T09:03:24.007Z");
+	fmt_rfc3339_ms(1795856605999LL, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2026-11-28T09:03:25.999Z");
+	fmt_rfc3339_ms(1795856604000LL, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2026-11-28T09:03:24.000Z");
+	fmt_rfc3339_ms(0, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1970-01-01T00:00:00.000Z");
 }
 END_TEST
 
