@@ -89,17 +89,55 @@ static const unsigned char str_class[256] = {
 #undef X16
 };
 
-/* Whether any of eight bytes is '"', '\\', a control character or
- * non-ASCII (may also flag a plain byte after such a one: the caller then
- * looks byte by byte). */
-static inline int
-swar_special(uint64_t x)
+/*
+ * Bytes a string scan must stop at: '"', '\\', control characters and
+ * non-ASCII (validated as UTF-8 one sequence at a time). Sixteen at a time
+ * with SSE2 (every x86-64 has it), eight with SWAR elsewhere; the result is
+ * a mask with bit k set for byte k (the SWAR one may also flag a plain byte
+ * after a special one, which only costs a byte-wise look).
+ */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define STR_BLOCK 16
+static inline unsigned
+str_special(const unsigned char *s)
 {
-	uint64_t q = x ^ 0x2222222222222222ULL, b = x ^ 0x5c5c5c5c5c5c5c5cULL;
+	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+	__m128i m = _mm_or_si128(
+	    _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+	    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+	    /* signed: below 0x20, and every byte >= 0x80 */
+	    _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
 
-	return ((x | ((x - 0x2020202020202020ULL) & ~x) |
+	return (unsigned)_mm_movemask_epi8(m);
+}
+#else
+#define STR_BLOCK 8
+static inline unsigned
+str_special(const unsigned char *s)
+{
+	uint64_t x, q, b, m;
+	unsigned r = 0, k;
+
+	memcpy(&x, s, 8);
+	q = x ^ 0x2222222222222222ULL;
+	b = x ^ 0x5c5c5c5c5c5c5c5cULL;
+	m = (x | ((x - 0x2020202020202020ULL) & ~x) |
 	    ((q - 0x0101010101010101ULL) & ~q) |
-	    ((b - 0x0101010101010101ULL) & ~b)) & 0x8080808080808080ULL) != 0;
+	    ((b - 0x0101010101010101ULL) & ~b)) & 0x8080808080808080ULL;
+	if (m == 0)
+		return 0;
+	for (k = 0; k < 8; k++)		/* exact, whatever the byte order */
+		if (str_class[s[k]] != 0)
+			r |= 1u << k;
+	return r;
+}
+#endif
+
+static inline unsigned
+ctz_u(unsigned m)
+{
+	return (unsigned)__builtin_ctz(m);
 }
 
 static json_t *
@@ -174,129 +212,97 @@ static int
 jp_string(struct jp *p, const char **out, size_t *len)
 {
 	const unsigned char *s = p->s;
-	size_t i = p->i + 1, start = i, o = 0;
-	int esc = 0;
+	size_t n = p->n, i = p->i + 1, start = i, o, l;
+	char *b;
+	unsigned m;
 
+	/* no escape yet: nothing to copy, only to validate */
 	for (;;) {
-		/* eight plain bytes at a time: none is '"', '\\', a control
-		 * character or non-ASCII */
-		while (i + 8 <= p->n) {
-			uint64_t x;
-
-			memcpy(&x, s + i, 8);
-			if (swar_special(x))
+		while (i + STR_BLOCK <= n) {
+			if ((m = str_special(s + i)) != 0) {
+				i += ctz_u(m);
 				break;
-			i += 8;
-		}
-		while (i < p->n && str_class[s[i]] == 0)
-			i++;
-		if (i >= p->n) {
-			p->i = i;
-			jp_fail(p, "unterminated string");
-			return -1;
-		}
-		if (s[i] == '"')
-			break;
-		if (str_class[s[i]] == 2) {
-			size_t l = utf8_len(s + i, p->n - i);
-
-			if (l == 0) {
-				p->i = i;
-				jp_fail(p, "invalid UTF-8 in string");
-				return -1;
 			}
-			i += l;
-			continue;
+			i += STR_BLOCK;
 		}
-		if (s[i] != '\\') {
-			p->i = i;
-			jp_fail(p, "control character in string");
-			return -1;
+		while (i < n && str_class[s[i]] == 0)
+			i++;
+		if (i >= n)
+			goto unterminated;
+		if (s[i] == '"') {
+			*out = (const char *)s + start;
+			*len = i - start;
+			p->i = i + 1;
+			return 0;
 		}
-		/* an escape: from here on decode into the scratch buffer */
-		if (!esc) {
-			esc = 1;
-			o = 0;
-		}
-		if (p->cap < (i - start) + o + 8 ||
-		    p->cap < p->n - start + 8) {
-			size_t need = p->n - start + 8;
-
-			if (need < (i - start) + o + 8)
-				need = (i - start) + o + 8;
-			p->buf = xrealloc(p->buf, need);
-			p->cap = need;
-		}
-		break;
+		if (s[i] == '\\')
+			break;
+		if (s[i] < 0x80)
+			goto control;
+		if ((l = utf8_len(s + i, n - i)) == 0)
+			goto bad_utf8;
+		i += l;
 	}
-	if (!esc) {
-		*out = (const char *)s + start;
-		*len = i - start;
-		p->i = i + 1;
-		return 0;
+	/*
+	 * An escape: decode into the scratch buffer from here on. Decoding
+	 * never lengthens (an escape is longer than what it stands for), so
+	 * the rest of the input plus one block of slack bounds the output and
+	 * lets plain stretches be copied a whole block at a time.
+	 */
+	if (p->cap < n - start + STR_BLOCK) {
+		free(p->buf);
+		p->cap = n - start + STR_BLOCK;
+		p->buf = xmalloc(p->cap);
 	}
-	/* slow path: copy what was plain, then decode */
+	b = p->buf;
 	o = i - start;
-	memcpy(p->buf, s + start, o);
-	while (i < p->n) {
+	memcpy(b, s + start, o);
+	for (;;) {
 		unsigned char c;
 
-		/* plain stretches between escapes, eight bytes at a time (the
-		 * buffer holds the rest of the input, which is never shorter
-		 * than what it decodes to) */
-		while (i + 8 <= p->n) {
-			uint64_t x;
-
-			memcpy(&x, s + i, 8);
-			if (swar_special(x))
+		while (i + STR_BLOCK <= n) {
+			memcpy(b + o, s + i, STR_BLOCK);
+			if ((m = str_special(s + i)) != 0) {
+				m = ctz_u(m);
+				i += m;
+				o += m;
 				break;
-			memcpy(p->buf + o, &x, 8);
-			o += 8;
-			i += 8;
+			}
+			i += STR_BLOCK;
+			o += STR_BLOCK;
 		}
-		if (i >= p->n)
-			break;
+		while (i < n && str_class[s[i]] == 0)
+			b[o++] = (char)s[i++];
+		if (i >= n)
+			goto unterminated;
 		c = s[i];
 		if (c == '"')
 			break;
-		if (str_class[c] == 0) {
-			p->buf[o++] = (char)c;
-			i++;
-			continue;
-		}
-		if (str_class[c] == 2) {
-			size_t l = utf8_len(s + i, p->n - i);
-
-			if (l == 0) {
-				p->i = i;
-				jp_fail(p, "invalid UTF-8 in string");
-				return -1;
-			}
-			memcpy(p->buf + o, s + i, l);
+		if (c >= 0x80) {
+			if ((l = utf8_len(s + i, n - i)) == 0)
+				goto bad_utf8;
+			memcpy(b + o, s + i, l);
 			o += l;
 			i += l;
 			continue;
 		}
-		if (c != '\\') {
-			p->i = i;
-			jp_fail(p, "control character in string");
-			return -1;
-		}
-		if (i + 1 >= p->n)
-			break;
+		if (c != '\\')
+			goto control;
+		if (i + 1 >= n)
+			goto unterminated;
 		c = s[++i];
 		switch (c) {
 		case '"': case '\\': case '/':
-			p->buf[o++] = (char)c; i++; continue;
-		case 'b': p->buf[o++] = '\b'; i++; continue;
-		case 'f': p->buf[o++] = '\f'; i++; continue;
-		case 'n': p->buf[o++] = '\n'; i++; continue;
-		case 'r': p->buf[o++] = '\r'; i++; continue;
-		case 't': p->buf[o++] = '\t'; i++; continue;
+			b[o++] = (char)c; i++; continue;
+		case 'b': b[o++] = '\b'; i++; continue;
+		case 'f': b[o++] = '\f'; i++; continue;
+		case 'n': b[o++] = '\n'; i++; continue;
+		case 'r': b[o++] = '\r'; i++; continue;
+		case 't': b[o++] = '\t'; i++; continue;
 		case 'u': {
 			unsigned cp, lo;
 
-			if (i + 5 > p->n || hex4(s + i + 1, &cp) < 0) {
+			if (i + 5 > n || hex4(s + i + 1, &cp) < 0) {
 				p->i = i;
 				jp_fail(p, "invalid \\u escape");
 				return -1;
@@ -308,7 +314,7 @@ jp_string(struct jp *p, const char **out, size_t *len)
 				return -1;
 			}
 			if (cp >= 0xD800 && cp <= 0xDBFF) {
-				if (i + 6 > p->n || s[i] != '\\' ||
+				if (i + 6 > n || s[i] != '\\' ||
 				    s[i + 1] != 'u' || hex4(s + i + 2, &lo) < 0 ||
 				    lo < 0xDC00 || lo > 0xDFFF) {
 					p->i = i;
@@ -325,19 +331,19 @@ jp_string(struct jp *p, const char **out, size_t *len)
 				return -1;
 			}
 			if (cp < 0x80) {
-				p->buf[o++] = (char)cp;
+				b[o++] = (char)cp;
 			} else if (cp < 0x800) {
-				p->buf[o++] = (char)(0xC0 | (cp >> 6));
-				p->buf[o++] = (char)(0x80 | (cp & 0x3F));
+				b[o++] = (char)(0xC0 | (cp >> 6));
+				b[o++] = (char)(0x80 | (cp & 0x3F));
 			} else if (cp < 0x10000) {
-				p->buf[o++] = (char)(0xE0 | (cp >> 12));
-				p->buf[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-				p->buf[o++] = (char)(0x80 | (cp & 0x3F));
+				b[o++] = (char)(0xE0 | (cp >> 12));
+				b[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+				b[o++] = (char)(0x80 | (cp & 0x3F));
 			} else {
-				p->buf[o++] = (char)(0xF0 | (cp >> 18));
-				p->buf[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-				p->buf[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-				p->buf[o++] = (char)(0x80 | (cp & 0x3F));
+				b[o++] = (char)(0xF0 | (cp >> 18));
+				b[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+				b[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+				b[o++] = (char)(0x80 | (cp & 0x3F));
 			}
 			continue;
 		}
@@ -347,15 +353,22 @@ jp_string(struct jp *p, const char **out, size_t *len)
 			return -1;
 		}
 	}
-	if (i >= p->n) {
-		p->i = i;
-		jp_fail(p, "unterminated string");
-		return -1;
-	}
-	*out = p->buf;
+	*out = b;
 	*len = o;
 	p->i = i + 1;
 	return 0;
+unterminated:
+	p->i = i;
+	jp_fail(p, "unterminated string");
+	return -1;
+control:
+	p->i = i;
+	jp_fail(p, "control character in string");
+	return -1;
+bad_utf8:
+	p->i = i;
+	jp_fail(p, "invalid UTF-8 in string");
+	return -1;
 }
 
 static json_t *jp_value(struct jp *p);
