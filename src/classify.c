@@ -198,14 +198,28 @@ struct classifier {
 
 #define AC_OUT	0x80000000u
 
+/*
+ * Build the automaton from the patterns, which merge_patterns() left sorted.
+ * Start-up time counts (every `sovgate classify` run pays it), so nothing
+ * here touches a full (states x classes) table more than once: the trie is
+ * built from the sorted list by sharing each word's prefix with the previous
+ * one, kept as child lists, and the final table is filled breadth-first,
+ * where a state's row is its failure state's row (already final, being
+ * shallower) with its own children written over it.
+ */
 static int
 ac_build(struct classifier *c)
 {
 	struct ac *a = &c->ac;
-	size_t i, total = 1;
-	uint32_t *go = NULL, *fail = NULL, *queue = NULL;
-	uint32_t n = 1, qh = 0, qt = 0, s, k;
-	int used[256] = { 0 };
+	size_t i, total = 1, rows;
+	uint32_t *child = NULL, *sib = NULL, *order = NULL, *fail = NULL;
+	uint32_t *path = NULL;
+	int32_t *tout = NULL;
+	uint8_t *ecls = NULL;
+	uint32_t n = 1, qh, qt, k;
+	int used[256] = { 0 }, rc = -1;
+	const char *prev = "";
+	size_t prevlen = 0;
 
 	for (i = 0; i < c->npats; i++) {
 		const unsigned char *w = (const unsigned char *)c->pats[i].w;
@@ -221,95 +235,108 @@ ac_build(struct classifier *c)
 		a->cls[k] = used[k] ? (uint8_t)a->ncls++ : 0;
 	if (a->ncls > 255)
 		return -1;
-	go = xcalloc(total * a->ncls, sizeof(*go));
-	a->out = xmalloc(total * sizeof(*a->out));
-	a->dlink = xcalloc(total, sizeof(*a->dlink));
-	fail = xcalloc(total, sizeof(*fail));
-	queue = xmalloc(total * sizeof(*queue));
-	for (k = 0; k < total; k++)
-		a->out[k] = -1;
-
-	/* trie; states are numbered, 0 is the root */
-	for (i = 0; i < c->npats; i++) {
-		const unsigned char *w = (const unsigned char *)c->pats[i].w;
-
-		s = 0;
-		for (k = 0; k < c->pats[i].len; k++) {
-			uint32_t *slot = &go[(size_t)s * a->ncls + a->cls[w[k]]];
-
-			if (*slot == 0)
-				*slot = n++;
-			s = *slot;
-		}
-		c->pats[i].next = a->out[s];
-		a->out[s] = (int32_t)i;
-	}
-	/* breadth-first: failure links, then complete the transitions */
-	for (k = 0; k < a->ncls; k++)
-		if (go[k] != 0)
-			queue[qt++] = go[k];
-	while (qh < qt) {
-		uint32_t r = queue[qh++];
-
-		for (k = 0; k < a->ncls; k++) {
-			uint32_t u = go[(size_t)r * a->ncls + k];
-
-			if (u == 0) {
-				go[(size_t)r * a->ncls + k] =
-				    go[(size_t)fail[r] * a->ncls + k];
-				continue;
-			}
-			fail[u] = go[(size_t)fail[r] * a->ncls + k];
-			a->dlink[u] = a->out[fail[u]] >= 0 ? fail[u] :
-			    a->dlink[fail[u]];
-			queue[qt++] = u;
-		}
-	}
-	a->nstates = n;
+	/* Patterns are folded (no upper case), but a pure-ASCII text is
+	 * scanned as it is: upper-case letters take their lower case's class
+	 * so the automaton folds case itself. */
+	for (k = 'A'; k <= 'Z'; k++)
+		a->cls[k] = a->cls[k + 32];
 	for (a->shift = 0; (1u << a->shift) < a->ncls; a->shift++)
 		;
-	{
-		/* renumber breadth-first: root 0, then the queue order */
-		uint32_t *id = xmalloc((size_t)n * sizeof(*id));
-		int32_t *out = xmalloc((size_t)n * sizeof(*out));
-		uint32_t *dl = xcalloc(n, sizeof(*dl));
-		size_t rows = (size_t)n << a->shift;
+	child = xcalloc(total, sizeof(*child));	/* first child, 0 none */
+	sib = xcalloc(total, sizeof(*sib));	/* next sibling, 0 none */
+	ecls = xcalloc(total, sizeof(*ecls));	/* class of the edge in */
+	tout = xmalloc(total * sizeof(*tout));
+	path = xmalloc((a->maxlen + 1) * sizeof(*path));
+	for (i = 0; i < total; i++)
+		tout[i] = -1;
 
-		id[0] = 0;
-		for (k = 0; k < qt; k++)
-			id[queue[k]] = k + 1;
-		if (n < 0x8000)
-			a->d16 = xcalloc(rows, sizeof(*a->d16));
-		else
-			a->delta = xcalloc(rows, sizeof(*a->delta));
-		for (s = 0; s < n; s++) {
-			uint32_t ns = id[s];
+	/* trie: 0 is the root; a word shares its prefix with the previous */
+	path[0] = 0;
+	for (i = 0; i < c->npats; i++) {
+		const unsigned char *w = (const unsigned char *)c->pats[i].w;
+		size_t len = c->pats[i].len, l = 0;
 
-			out[ns] = a->out[s];
-			dl[ns] = id[a->dlink[s]];
-			for (k = 0; k < a->ncls; k++) {
-				uint32_t tg = go[(size_t)s * a->ncls + k];
-				int rep = a->out[tg] >= 0 || a->dlink[tg] != 0;
-				size_t at = ((size_t)ns << a->shift) + k;
+		while (l < len && l < prevlen && (unsigned char)prev[l] == w[l])
+			l++;
+		for (; l < len; l++) {
+			uint32_t parent = path[l];
 
-				if (a->d16 != NULL)
-					a->d16[at] = (uint16_t)(id[tg] |
-					    (rep ? 0x8000u : 0));
-				else
-					a->delta[at] = id[tg] |
-					    (rep ? AC_OUT : 0);
-			}
+			ecls[n] = a->cls[w[l]];
+			sib[n] = child[parent];
+			child[parent] = n;
+			path[l + 1] = n++;
 		}
-		free(a->out);
-		free(a->dlink);
-		a->out = out;
-		a->dlink = dl;
-		free(id);
+		c->pats[i].next = tout[path[len]];
+		tout[path[len]] = (int32_t)i;
+		prev = c->pats[i].w;
+		prevlen = len;
 	}
-	free(go);
+	a->nstates = n;
+	rows = (size_t)n << a->shift;
+	if (n < 0x8000)
+		a->d16 = xcalloc(rows, sizeof(*a->d16));
+	else
+		a->delta = xcalloc(rows, sizeof(*a->delta));
+	a->out = xmalloc((size_t)n * sizeof(*a->out));
+	a->dlink = xcalloc(n, sizeof(*a->dlink));
+	order = xmalloc((size_t)n * sizeof(*order));	/* new id -> trie */
+	fail = xcalloc(n, sizeof(*fail));		/* by new id */
+
+	/* breadth-first; states are numbered in that order, so the shallow
+	 * ones that ordinary text keeps visiting share a few cache lines */
+	order[0] = 0;
+	a->out[0] = tout[0];
+	qt = 1;
+	for (qh = 0; qh < qt; qh++) {
+		uint32_t r = order[qh], u;
+		size_t row = (size_t)qh << a->shift;
+
+		if (qh > 0) {
+			size_t frow = (size_t)fail[qh] << a->shift;
+
+			if (a->d16 != NULL)
+				memcpy(a->d16 + row, a->d16 + frow,
+				    ((size_t)1 << a->shift) * sizeof(*a->d16));
+			else
+				memcpy(a->delta + row, a->delta + frow,
+				    ((size_t)1 << a->shift) * sizeof(*a->delta));
+		}
+		for (u = child[r]; u != 0; u = sib[u]) {
+			uint32_t nid = qt++, f;
+			int rep;
+
+			order[nid] = u;
+			/* the failure of a root child is the root; otherwise
+			 * where the parent's failure goes on this class */
+			if (qh == 0)
+				f = 0;
+			else if (a->d16 != NULL)
+				f = a->d16[((size_t)fail[qh] << a->shift) +
+				    ecls[u]] & 0x7fff;
+			else
+				f = a->delta[((size_t)fail[qh] << a->shift) +
+				    ecls[u]] & ~AC_OUT;
+			fail[nid] = f;
+			a->out[nid] = tout[u];
+			a->dlink[nid] = a->out[f] >= 0 ? f : a->dlink[f];
+			rep = a->out[nid] >= 0 || a->dlink[nid] != 0;
+			if (a->d16 != NULL)
+				a->d16[row + ecls[u]] = (uint16_t)(nid |
+				    (rep ? 0x8000u : 0));
+			else
+				a->delta[row + ecls[u]] = nid |
+				    (rep ? AC_OUT : 0);
+		}
+	}
+	rc = qt == n ? 0 : -1;
+	free(child);
+	free(sib);
+	free(ecls);
+	free(tout);
+	free(path);
+	free(order);
 	free(fail);
-	free(queue);
-	return 0;
+	return rc;
 }
 
 static void
@@ -341,7 +368,7 @@ struct cand {
 struct spriv {
 	char *s, *f;
 	size_t cap;		/* of s; f has 2 * cap */
-	size_t used;		/* bytes of s and f written since the reset */
+	size_t used, usedf;	/* bytes of s and f written since the reset */
 	struct shift *smap, *fmap;
 	size_t nsmap, nfmap, smap_cap, fmap_cap;
 	struct drun *runs;
@@ -370,6 +397,17 @@ struct spriv {
 		(cap) = nc_;						\
 	}								\
 } while (0)
+
+/* Zero what the last texts left in the working copies. */
+static void
+wipe_work(struct spriv *p)
+{
+	if (p->used > 0)
+		memset(p->s, 0, p->used);
+	if (p->usedf > 0)
+		memset(p->f, 0, p->usedf);
+	p->used = p->usedf = 0;
+}
 
 struct scan *
 scan_new(void)
@@ -405,11 +443,7 @@ scan_reset(struct scan *s)
 		p->nseen = 0;
 	}
 	/* the normalised copies of the request's text go with it too */
-	if (p->used > 0) {
-		memset(p->s, 0, p->used);
-		memset(p->f, 0, p->used);
-		p->used = 0;
-	}
+	wipe_work(p);
 }
 
 void
@@ -753,6 +787,23 @@ map_lookup(const struct shift *m, size_t n, size_t pos)
 	return lo == 0 ? pos : (size_t)((long)pos + m[lo - 1].delta);
 }
 
+/* Room for a text of len bytes in s and its folded twin in f. */
+static void
+work_reserve(struct spriv *p, size_t len)
+{
+	size_t cap;
+
+	if (len + 1 <= p->cap)
+		return;
+	cap = len + 64;
+	wipe_work(p);
+	free(p->s);
+	free(p->f);
+	p->s = xmalloc(cap);
+	p->f = xmalloc(2 * cap);
+	p->cap = cap;
+}
+
 /*
  * What a careless or hostile client may send, made plain: zero-width and
  * soft-hyphen characters vanish, every Unicode space becomes ' ', dashes
@@ -768,20 +819,7 @@ normalise(struct spriv *p, const char *text, size_t len, size_t *sn,
 	size_t i = 0, j = 0, k = 0;
 	char *s, *f;
 
-	if (len + 1 > p->cap) {
-		size_t cap = len + 64;
-
-		if (p->used > 0) {
-			memset(p->s, 0, p->used);
-			memset(p->f, 0, p->used);
-			p->used = 0;
-		}
-		free(p->s);
-		free(p->f);
-		p->s = xmalloc(cap);
-		p->f = xmalloc(2 * cap);
-		p->cap = cap;
-	}
+	work_reserve(p, len);
 	s = p->s;
 	f = p->f;
 	p->nsmap = p->nfmap = 0;
@@ -867,7 +905,55 @@ normalise(struct spriv *p, const char *text, size_t len, size_t *sn,
 	*sn = j;
 	*fn = k;
 	if (j + 1 > p->used)
-		p->used = j + 1;	/* f is never longer than s */
+		p->used = j + 1;
+	if (k + 1 > p->usedf)
+		p->usedf = k + 1;
+}
+
+/* Whether text is pure ASCII, sixteen bytes at a time. */
+static int
+all_ascii(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	uint64_t acc = 0;
+
+	for (; i + 32 <= n; i += 32) {
+		uint64_t x[4];
+
+		memcpy(x, s + i, 32);
+		if ((x[0] | x[1] | x[2] | x[3]) & HI8)
+			return 0;
+	}
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x;
+
+		memcpy(&x, s + i, 8);
+		acc |= x;
+	}
+	for (; i < n; i++)
+		acc |= s[i];
+	return (acc & HI8) == 0;
+}
+
+/*
+ * Pure ASCII needs no normalisation: every character the normaliser
+ * rewrites is non-ASCII. The text is copied as it is (the detectors rely on
+ * the NUL after it, and the copy is wiped with the request) and the
+ * automaton folds case through its byte classes, so there is no folded
+ * twin and no offset map: f is s.
+ */
+static int
+ascii_copy(struct spriv *p, const char *text, size_t len)
+{
+	if (!all_ascii((const unsigned char *)text, len))
+		return -1;
+	work_reserve(p, len);
+	memcpy(p->s, text, len);
+	p->s[len] = '\0';
+	p->nsmap = p->nfmap = 0;
+	if (len + 1 > p->used)
+		p->used = len + 1;
+	return 0;
 }
 
 static uint32_t
@@ -922,11 +1008,13 @@ find_runs(struct spriv *p, const char *s, size_t n)
 	}
 }
 
+/* A word byte of the folded text, or of a pure-ASCII text scanned as it
+ * is (hence the upper case). */
 static inline int
 f_word(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-	    c >= 0x80;
+	    c >= 0x80 || (c >= 'A' && c <= 'Z');
 }
 
 static void
@@ -1117,14 +1205,22 @@ scan_piece(const struct classifier *c, struct scan *s, const char *text,
 	struct dtext t;
 	size_t sn, fn, i;
 
+	const char *f;
+
 	p->c = c;
-	normalise(p, text, len, &sn, &fn);
+	if (ascii_copy(p, text, len) == 0) {
+		sn = fn = len;
+		f = p->s;
+	} else {
+		normalise(p, text, len, &sn, &fn);
+		f = p->f;
+	}
 	find_runs(p, p->s, sn);
-	ac_run(p, c, p->f, fn);
+	ac_run(p, c, f, fn);
 
 	t.s = p->s;
 	t.n = sn;
-	t.f = p->f;
+	t.f = f;
 	t.fn = fn;
 	t.runs = p->runs;
 	t.nruns = p->nruns;
