@@ -2,6 +2,7 @@
  * adapter.c - the table of backend kinds and the helpers adapters share.
  */
 #include "adapter.h"
+#include "jsonout.h"
 #include "util.h"
 #include "buildconf.h"
 
@@ -150,9 +151,5 @@ adapter_mistral_fields(json_t *body)
 char *
 adapter_dump(json_t *body, size_t *len)
 {
-	char *s = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
-
-	if (s && len)
-		*len = strlen(s);
-	return s;
+	return json_out_compact(body, len);
 }

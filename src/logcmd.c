@@ -382,7 +382,7 @@ struct sqlbuf {
 };
 
 static void
-sb_add(struct sqlbuf *b, const char *s)
+sql_add(struct sqlbuf *b, const char *s)
 {
 	size_t n = strlen(s);
 
@@ -403,9 +403,9 @@ build_query(const struct qopts *q)
 	char tmp[256];
 	size_t i;
 
-	sb_add(&b, select_cols);
+	sql_add(&b, select_cols);
 #define COND(...) do { snprintf(tmp, sizeof(tmp), __VA_ARGS__); \
-	sb_add(&b, and); sb_add(&b, tmp); and = " AND "; } while (0)
+	sql_add(&b, and); sql_add(&b, tmp); and = " AND "; } while (0)
 	if (q->has_since)
 		COND("d.ts_ms >= ?%d", ++b.nparams);
 	if (q->has_until)
@@ -446,17 +446,17 @@ build_query(const struct qopts *q)
 		    b.nparams, b.nparams, b.nparams);
 	}
 	if (q->by_hmac) {
-		sb_add(&b, and);
-		sb_add(&b, "d.id IN (SELECT decision_id FROM fingerprints WHERE "
+		sql_add(&b, and);
+		sql_add(&b, "d.id IN (SELECT decision_id FROM fingerprints WHERE "
 		    "hmac IN (");
 		for (i = 0; i < q->nhmacs; i++) {
 			snprintf(tmp, sizeof(tmp), "%s?%d", i ? ", " : "",
 			    ++b.nparams);
-			sb_add(&b, tmp);
+			sql_add(&b, tmp);
 		}
 		if (q->nhmacs == 0)
-			sb_add(&b, "NULL");
-		sb_add(&b, "))");
+			sql_add(&b, "NULL");
+		sql_add(&b, "))");
 		and = " AND ";
 	}
 #undef COND
@@ -464,7 +464,7 @@ build_query(const struct qopts *q)
 		/* the newest N, shown oldest first */
 		snprintf(tmp, sizeof(tmp), " ORDER BY d.seq DESC LIMIT %ld",
 		    q->limit);
-		sb_add(&b, tmp);
+		sql_add(&b, tmp);
 		{
 			char *inner = b.s;
 
@@ -472,7 +472,7 @@ build_query(const struct qopts *q)
 			free(inner);
 		}
 	} else {
-		sb_add(&b, " ORDER BY d.seq");
+		sql_add(&b, " ORDER BY d.seq");
 	}
 	return b.s;
 }

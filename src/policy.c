@@ -12,6 +12,7 @@
  * every worker thread can call it on a shared policy.
  */
 #include "policy.h"
+#include "jsonout.h"
 #include "config.h"
 #include "util.h"
 #include "yamltree.h"
@@ -1757,49 +1758,11 @@ policy_decide(const struct policy *p, const struct backend_set *bs,
 	return 0;
 }
 
-struct strbuf {
-	char *p;
-	size_t len, cap;
-};
-
+/* A JSON string literal of s. */
 static void
-sb_add(struct strbuf *b, const char *s, size_t n)
+sb_json_str(struct sb *b, const char *s)
 {
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2 + 64;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-/* A JSON string literal of s (UTF-8 passes through; controls escaped). */
-static void
-sb_json_str(struct strbuf *b, const char *s)
-{
-	const char *run = s;
-
-	sb_add(b, "\"", 1);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		char esc[8];
-
-		if (ch >= 0x20 && ch != '"' && ch != '\\')
-			continue;
-		sb_add(b, run, (size_t)(s - run));
-		if (ch == '"' || ch == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)ch;
-			sb_add(b, esc, 2);
-		} else {
-			snprintf(esc, sizeof(esc), "\\u%04x", ch);
-			sb_add(b, esc, 6);
-		}
-		run = s + 1;
-	}
-	sb_add(b, run, (size_t)(s - run));
-	sb_add(b, "\"", 1);
+	json_out_string(b, s, strlen(s));
 }
 
 char *
@@ -1807,7 +1770,7 @@ decision_candidates_json(const struct decision *d)
 {
 	/* Built by hand: this runs for every decision, and jansson's object
 	 * building was a visible share of the request path. */
-	struct strbuf sb = { NULL, 0, 0 };
+	struct sb sb = { NULL, 0, 0 };
 	size_t i;
 
 	sb_add(&sb, "[", 1);
@@ -1825,7 +1788,7 @@ decision_candidates_json(const struct decision *d)
 		sb_add(&sb, "}", 1);
 	}
 	sb_add(&sb, "]", 1);
-	return sb.p;
+	return sb_take(&sb);
 }
 
 char *

@@ -39,50 +39,6 @@ sha256_hex_fast(const void *p, size_t n, char out[65])
 
 /* ---- a small growing string ---- */
 
-struct sb {
-	char *p;
-	size_t n, cap;
-};
-
-static void
-sb_grow(struct sb *b, size_t more)
-{
-	if (b->n + more + 1 <= b->cap)
-		return;
-	while (b->n + more + 1 > b->cap)
-		b->cap = b->cap ? b->cap * 2 : 256;
-	b->p = xrealloc(b->p, b->cap);
-}
-
-static void
-sb_add(struct sb *b, const char *s, size_t n)
-{
-	sb_grow(b, n);
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
-}
-
-static void
-sb_str(struct sb *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-static void
-sb_ch(struct sb *b, char c)
-{
-	sb_add(b, &c, 1);
-}
-
-static char *
-sb_take(struct sb *b)
-{
-	if (b->p == NULL)
-		return xstrdup("");
-	return b->p;
-}
-
 /* ---- encoding ---- */
 
 static int

@@ -359,6 +359,48 @@ parse_duration_ms(const char *s, int64_t *out)
 	return 0;
 }
 
+void
+sb_grow(struct sb *b, size_t more)
+{
+	if (b->n + more + 1 <= b->cap)
+		return;
+	while (b->n + more + 1 > b->cap)
+		b->cap = b->cap ? b->cap * 2 : 256;
+	b->p = xrealloc(b->p, b->cap);
+}
+
+void
+sb_add(struct sb *b, const char *s, size_t n)
+{
+	sb_grow(b, n);
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+}
+
+void
+sb_str(struct sb *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+void
+sb_ch(struct sb *b, char c)
+{
+	if (b->n + 2 > b->cap)
+		sb_grow(b, 1);
+	b->p[b->n++] = c;
+	b->p[b->n] = '\0';
+}
+
+char *
+sb_take(struct sb *b)
+{
+	if (b->p == NULL)
+		return xstrdup("");
+	return b->p;
+}
+
 /* Random bytes from a per-thread pool refilled 256 bytes at a time: the
  * DRBG call was a visible cost per request. */
 static void

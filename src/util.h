@@ -53,6 +53,18 @@ int parse_size(const char *s, uint64_t *out);
 /* "10s", "250ms", "5m", "2h", "30d", "0" -> milliseconds. 0 on success. */
 int parse_duration_ms(const char *s, int64_t *out);
 
+/* A growing NUL-terminated string. Zero-initialise; sb_take hands the
+ * text over (an empty string if nothing was added). */
+struct sb {
+	char *p;
+	size_t n, cap;
+};
+void sb_grow(struct sb *b, size_t more);	/* room for more + NUL */
+void sb_add(struct sb *b, const char *s, size_t n);
+void sb_str(struct sb *b, const char *s);
+void sb_ch(struct sb *b, char c);
+char *sb_take(struct sb *b);
+
 /* Random (v4) UUID, 36 chars + NUL. */
 void uuid_v4(char out[37]);
 /* RFC 9562 version 7: 48 bits of Unix milliseconds, then random bits.
