@@ -30,6 +30,7 @@
 #include "mailbox.h"
 #include "sigv4.h"
 #include "util.h"
+#include "testutil.h"
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                              */
@@ -1270,7 +1271,6 @@ main(void)
 {
 	Suite *s = suite_create("adapters");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
 	int nf;
 
 	evthread_use_pthreads();
@@ -1290,10 +1290,7 @@ main(void)
 	tcase_add_test(tc, test_vertex_service_account);
 	tcase_add_test(tc, test_b64url);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	nf = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	nf = run_suite(s);
 	EVP_PKEY_free(test_key);
-	return nf == 0 ? 0 : 1;
+	return nf;
 }

@@ -18,75 +18,11 @@
 #include "snapshot.h"
 #include "util.h"
 #include "yamltree.h"
+#include "testutil.h"
 
-static char tmpdir[256];
-
-static void
-mk_tmp(void)
-{
-	const char *t = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/sovgate-cfg-XXXXXX",
-	    t && *t ? t : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void
-rm_tmp(void)
-{
-	char cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
 
 /* Writes tmpdir/name (creating one level of subdirectory); returns the
  * path in a static buffer. */
-static const char *
-put(const char *name, const char *text)
-{
-	static char path[512];
-	char dir[512];
-	char *slash;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	*slash = '\0';
-	mkdir(dir, 0700);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
-/* 1 if some diagnostic contains needle (and, when line > 0, is at that
- * line). */
-static int
-has_diag(const struct diags *d, enum diag_severity sev, int line,
-    const char *needle)
-{
-	size_t i;
-
-	for (i = 0; i < d->n; i++)
-		if (d->v[i].sev == sev && strstr(d->v[i].msg, needle) &&
-		    (line <= 0 || d->v[i].line == line))
-			return 1;
-	return 0;
-}
-
-static const char *
-sub_path(const char *name)
-{
-	static char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	return path;
-}
-
 static void
 dump(const struct diags *d)
 {
@@ -284,7 +220,7 @@ START_TEST(test_config_full)
 	struct gw_config *c;
 	char buf[600];
 
-	mk_tmp();
+	tmp_make("cfg");
 	put("tls/gw.crt", "not checked beyond being readable\n");
 	path = put("sovgate.yaml", full_config);
 	c = config_load(path, d);
@@ -336,7 +272,7 @@ START_TEST(test_config_full)
 	config_free(c);
 	config_free(NULL);
 	diags_free(d);
-	rm_tmp();
+	tmp_remove();
 }
 END_TEST
 
@@ -346,7 +282,7 @@ START_TEST(test_config_defaults)
 	struct gw_config *c;
 	char buf[600];
 
-	mk_tmp();
+	tmp_make("cfg");
 	c = config_load(put("gw.yaml", "clients: []\n"), d);
 	ck_assert_ptr_nonnull(c);
 	ck_assert_str_eq(c->listen, "127.0.0.1:8443");
@@ -376,7 +312,7 @@ START_TEST(test_config_defaults)
 	ck_assert_ptr_null(c->fingerprint_key_file);
 	config_free(c);
 	diags_free(d);
-	rm_tmp();
+	tmp_remove();
 }
 END_TEST
 
@@ -387,7 +323,7 @@ START_TEST(test_config_cert_clients_and_sync)
 	unsigned char fp[32];
 	const char *key = "claims-key";
 
-	mk_tmp();
+	tmp_make("cfg");
 	c = config_load(put("gw.yaml", "clients:\n"
 	    "  - {name: bearer, key_sha256: "
 	    "\"4d3c49e75a6b4d66f7a1a2bfd9cd7c6b3fe4d7b9a7c1c1e0f7b0b1d4f7f8e9a0\"}\n"
@@ -422,7 +358,7 @@ START_TEST(test_config_cert_clients_and_sync)
 	ck_assert(has_diag(d, DIAG_ERROR, 2, "cert_sha256 must be"));
 	ck_assert(has_diag(d, DIAG_ERROR, 3, "log.sync must be"));
 	diags_free(d);
-	rm_tmp();
+	tmp_remove();
 }
 END_TEST
 
@@ -431,7 +367,7 @@ START_TEST(test_config_errors)
 	struct diags *d = diags_new();
 	struct gw_config *c;
 
-	mk_tmp();
+	tmp_make("cfg");
 	c = config_load(put("bad.yaml",
 	    "listen: localhost\n"				/* 1 */
 	    "polcy: p/\n"					/* 2 */
@@ -482,7 +418,7 @@ START_TEST(test_config_errors)
 	ck_assert(has_diag(d, DIAG_ERROR, 0, "cannot read the gateway config"));
 	ck_assert(has_diag(d, DIAG_ERROR, 0, "SOVGATE_CONFIG"));
 	diags_free(d);
-	rm_tmp();
+	tmp_remove();
 }
 END_TEST
 
@@ -512,7 +448,7 @@ START_TEST(test_backend_spec_example)
 	const struct backend *b;
 	char *facts;
 
-	mk_tmp();
+	tmp_make("cfg");
 	setenv("T_AWS_AK", "AKIDEXAMPLE", 1);
 	setenv("T_AWS_SK", "secret-example", 1);
 	unsetenv("T_AWS_ST");
@@ -563,7 +499,7 @@ START_TEST(test_backend_spec_example)
 	backends_free(s);
 	backends_free(NULL);
 	diags_free(d);
-	rm_tmp();
+	tmp_remove();
 }
 END_TEST
 
@@ -574,7 +510,7 @@ START_TEST(test_backend_defaults_and_env)
 	const struct backend *b;
 	size_t i;
 
-	mk_tmp();
+	tmp_make("cfg");
 	unsetenv("T_MISTRAL_KEY_UNSET");
 	put("b/20-mistral.yaml",
 	    "name: mistral-eu\nkind: mistral\noperator: Mistral AI SAS\n"
@@ -659,7 +595,7 @@ START_TEST(test_backend_defaults_and_env)
 	ck_assert_uint_eq(d->nerrors, 0);
 	backends_free(s);
 	diags_free(d);
-	rm_tmp();
+	tmp_remove();
 }
 END_TEST
 
@@ -668,7 +604,7 @@ START_TEST(test_backend_errors)
 	struct diags *d = diags_new();
 	size_t i;
 
-	mk_tmp();
+	tmp_make("cfg");
 	ck_assert_ptr_null(backends_load(put("x.yaml",
 	    "name: bad one\n"					/* 1 */
 	    "kind: mistrall\n"					/* 2 */
@@ -735,7 +671,7 @@ START_TEST(test_backend_errors)
 		ck_assert(has_diag(d, DIAG_ERROR, 0, "no *.yaml"));
 	}
 	diags_free(d);
-	rm_tmp();
+	tmp_remove();
 }
 END_TEST
 
@@ -834,7 +770,7 @@ START_TEST(test_snapshot_load)
 	char key[512];
 	unsigned char k2[32];
 
-	mk_tmp();
+	tmp_make("cfg");
 	put_snapshot_fixture("log: {database: db/d.db, fingerprint_key_file: "
 	    "fp.key}\n");
 	/* the fixture's config has log twice: a duplicate key, refused */
@@ -886,7 +822,7 @@ START_TEST(test_snapshot_load)
 	snapshot_install(NULL);
 	snapshot_unref(NULL);
 	diags_free(d);
-	rm_tmp();
+	tmp_remove();
 }
 END_TEST
 
@@ -897,7 +833,7 @@ START_TEST(test_snapshot_key_checks)
 	unsigned char k[32], k2[32];
 	FILE *f;
 
-	mk_tmp();
+	tmp_make("cfg");
 	snprintf(key, sizeof(key), "%s/k", tmpdir);
 	f = fopen(key, "w");
 	fputs("0123456789abcdef0123456789abcdef0123456789abcdef\n", f);
@@ -928,7 +864,7 @@ START_TEST(test_snapshot_key_checks)
 	ck_assert_ptr_null(snapshot_load(sub_path("gw.yaml"), 0, d));
 	ck_assert(has_diag(d, DIAG_ERROR, 3, "unknown backend 'nobody'"));
 	diags_free(d);
-	rm_tmp();
+	tmp_remove();
 }
 END_TEST
 
@@ -939,8 +875,6 @@ main(void)
 	TCase *ty = tcase_create("yamltree");
 	TCase *tc = tcase_create("config");
 	TCase *tb = tcase_create("backends");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(ty, test_yaml_tree_positions);
 	tcase_add_test(ty, test_yaml_rejects_aliases);
@@ -964,9 +898,5 @@ main(void)
 	suite_add_tcase(s, ty);
 	suite_add_tcase(s, tc);
 	suite_add_tcase(s, tb);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -35,6 +35,7 @@
 #include "logcmd.h"
 #include "mailbox.h"
 #include "util.h"
+#include "testutil.h"
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                              */
@@ -1671,8 +1672,6 @@ main(void)
 {
 	Suite *s = suite_create("dlog");
 	TCase *tc = tcase_create("schema");
-	SRunner *sr;
-	int failed;
 
 	evthread_use_pthreads();
 	tcase_add_checked_fixture(tc, setup_tmp, rm_tmp);
@@ -1717,9 +1716,5 @@ main(void)
 	tcase_add_test(tc, test_views);
 	suite_add_tcase(s, tc);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -15,6 +15,7 @@
 
 #include "eventstream.h"
 #include "util.h"
+#include "testutil.h"
 
 static char vecdir[4096];
 
@@ -334,8 +335,6 @@ main(void)
 	struct stat st;
 	Suite *s;
 	TCase *tc;
-	SRunner *sr;
-	int nf;
 
 	if (shared == NULL) {
 		fprintf(stderr, "SHARED_DIR is not set: skipping\n");
@@ -358,9 +357,5 @@ main(void)
 	tcase_add_test(tc, test_truncated_pending);
 	tcase_add_test(tc, test_encode_roundtrip);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	nf = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return nf == 0 ? 0 : 1;
+	return run_suite(s);
 }

@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 
 #include "http.h"
+#include "testutil.h"
 
 struct sink {
 	int heads, completes;
@@ -280,8 +281,6 @@ main(void)
 {
 	Suite *s = suite_create("http");
 	TCase *tc = tcase_create("parser");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_request_cl);
 	tcase_add_test(tc, test_pipelined_pause);
@@ -296,9 +295,5 @@ main(void)
 	tcase_add_test(tc, test_hop_by_hop);
 	tcase_add_test(tc, test_add_helpers);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

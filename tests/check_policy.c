@@ -21,72 +21,10 @@
 #include "policy.h"
 #include "snapshot.h"
 #include "util.h"
+#include "testutil.h"
 
-static char tmpdir[256];
 static struct backend_set *bs;
 static struct policy *pol;
-
-static void
-mk_tmp(void)
-{
-	const char *t = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/sovgate-pol-XXXXXX",
-	    t && *t ? t : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void
-rm_tmp(void)
-{
-	char cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
-
-static const char *
-put(const char *name, const char *text)
-{
-	static char path[512];
-	char dir[512];
-	char *slash;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	*slash = '\0';
-	mkdir(dir, 0700);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
-static const char *
-sub(const char *name)
-{
-	static char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	return path;
-}
-
-static int
-has_diag(const struct diags *d, enum diag_severity sev, int line,
-    const char *needle)
-{
-	size_t i;
-
-	for (i = 0; i < d->n; i++)
-		if (d->v[i].sev == sev && strstr(d->v[i].msg, needle) &&
-		    (line <= 0 || d->v[i].line == line))
-			return 1;
-	return 0;
-}
 
 /* The SPEC's five pipes. */
 static void
@@ -186,14 +124,14 @@ setup(void)
 {
 	struct diags *d = diags_new();
 
-	mk_tmp();
+	tmp_make("pol");
 	setenv("T_POL_MISTRAL", "k1", 1);
 	setenv("T_POL_AZURE", "k2", 1);
 	setenv("T_POL_AK", "k3", 1);
 	setenv("T_POL_SK", "k4", 1);
 	setenv("T_POL_VERTEX", "k5", 1);
 	put_backends();
-	bs = backends_load(sub("backends"), d);
+	bs = backends_load(sub_path("backends"), d);
 	if (bs == NULL)
 		diags_print(d, stderr);
 	ck_assert_ptr_nonnull(bs);
@@ -212,7 +150,7 @@ teardown(void)
 	backends_free(bs);
 	pol = NULL;
 	bs = NULL;
-	rm_tmp();
+	tmp_remove();
 }
 
 /* ---- helpers to decide ---- */
@@ -284,7 +222,7 @@ START_TEST(test_load_spec_policy)
 {
 	char hex[65];
 	size_t len;
-	char *bytes = read_file(sub("policy.yaml"), &len);
+	char *bytes = read_file(sub_path("policy.yaml"), &len);
 
 	ck_assert_str_eq(pol->name, "hospital-default");
 	ck_assert_int_eq(pol->nlevels, 4);
@@ -393,7 +331,7 @@ START_TEST(test_load_errors)
 	diags_free(d);
 
 	d = diags_new();
-	ck_assert_ptr_null(policy_load(sub("missing.yaml"), bs, d));
+	ck_assert_ptr_null(policy_load(sub_path("missing.yaml"), bs, d));
 	ck_assert(has_diag(d, DIAG_ERROR, 0, "cannot read the policy"));
 	diags_free(d);
 }
@@ -443,7 +381,7 @@ START_TEST(test_load_directory_merge)
 	    "routes:\n  low: {prefer: [mistral-eu]}\n"
 	    "  high: {require: {hosting: self}, prefer: [onprem-vllm]}\n");
 	put("pdir/notes.txt", "ignored\n");
-	p = policy_load(sub("pdir"), bs, d);
+	p = policy_load(sub_path("pdir"), bs, d);
 	if (p == NULL)
 		diags_print(d, stderr);
 	ck_assert_ptr_nonnull(p);
@@ -452,11 +390,11 @@ START_TEST(test_load_directory_merge)
 	ck_assert_uint_eq(p->nfindings, 1);
 	ck_assert(p->routes[1].defined);
 	/* sha256 over the files' bytes in name order */
-	a = read_file(sub("pdir/10-levels.yaml"), &la);
-	b = read_file(sub("pdir/20-findings.yaml"), &lb);
+	a = read_file(sub_path("pdir/10-levels.yaml"), &la);
+	b = read_file(sub_path("pdir/20-findings.yaml"), &lb);
 	{
 		size_t lc;
-		char *c = read_file(sub("pdir/30-routes.yaml"), &lc);
+		char *c = read_file(sub_path("pdir/30-routes.yaml"), &lc);
 
 		all = malloc(la + lb + lc);
 		memcpy(all, a, la);
@@ -478,7 +416,7 @@ START_TEST(test_load_directory_merge)
 	    "classify: {findings: {iban: x}}\nroutes: {x: {prefer: [mistral-eu]}}\n");
 	put("pdup/b.yaml", "name: two\nclassify: {findings: {iban: x}}\n"
 	    "routes: {x: {prefer: [onprem-vllm]}}\n");
-	ck_assert_ptr_null(policy_load(sub("pdup"), bs, d));
+	ck_assert_ptr_null(policy_load(sub_path("pdup"), bs, d));
 	ck_assert(has_diag(d, DIAG_ERROR, 1, "name is already set"));
 	ck_assert(has_diag(d, DIAG_ERROR, 2, "already has a rule"));
 	ck_assert(has_diag(d, DIAG_ERROR, 3, "already has a route"));
@@ -916,7 +854,7 @@ START_TEST(test_policy_replay)
 	snprintf(schema, sizeof(schema), "%s/sql/schema.sql", src);
 	sql = read_file(schema, &len);
 	ck_assert_ptr_nonnull(sql);
-	ck_assert_int_eq(sqlite3_open(sub("log.db"), &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_open(sub_path("log.db"), &db), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	free(sql);
 	ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO decisions(id, ts_ms, "
@@ -940,9 +878,9 @@ START_TEST(test_policy_replay)
 	    "  internal: {require: {hosting: self}, prefer: [onprem-vllm]}\n");
 	argv[0] = "replay";
 	argv[1] = "--policy";
-	argv[2] = (char *)sub("new.yaml");
+	argv[2] = (char *)sub_path("new.yaml");
 	argv[2] = strdup(argv[2]);
-	ck_assert_int_eq(run_captured(cmd_policy, sub("gw.yaml"), 3, argv,
+	ck_assert_int_eq(run_captured(cmd_policy, sub_path("gw.yaml"), 3, argv,
 	    out, sizeof(out)), 0);
 	ck_assert_msg(strstr(out, "3 replayed") == NULL, "%s", out);
 	ck_assert_msg(strstr(out, "2 replayed, 2 would change, 1 skipped"),
@@ -955,14 +893,14 @@ START_TEST(test_policy_replay)
 	/* a window */
 	argv[3] = "--since";
 	argv[4] = "1970-01-01T00:00:01.500Z";
-	ck_assert_int_eq(run_captured(cmd_policy, sub("gw.yaml"), 5, argv,
+	ck_assert_int_eq(run_captured(cmd_policy, sub_path("gw.yaml"), 5, argv,
 	    out, sizeof(out)), 0);
 	ck_assert_msg(strstr(out, "1 replayed, 1 would change"), "%s", out);
 	/* usage errors */
 	argv[4] = "soon";
-	ck_assert_int_eq(run_captured(cmd_policy, sub("gw.yaml"), 5, argv,
+	ck_assert_int_eq(run_captured(cmd_policy, sub_path("gw.yaml"), 5, argv,
 	    out, sizeof(out)), 2);
-	ck_assert_int_eq(run_captured(cmd_policy, sub("gw.yaml"), 1, argv,
+	ck_assert_int_eq(run_captured(cmd_policy, sub_path("gw.yaml"), 1, argv,
 	    out, sizeof(out)), 2);
 	free(argv[2]);
 }
@@ -1030,8 +968,6 @@ main(void)
 	Suite *s = suite_create("policy");
 	TCase *tl = tcase_create("load");
 	TCase *td = tcase_create("decide");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tl, setup, teardown);
 	tcase_add_checked_fixture(td, setup, teardown);
@@ -1056,9 +992,5 @@ main(void)
 	tcase_add_test(td, test_policy_replay);
 	suite_add_tcase(s, tl);
 	suite_add_tcase(s, td);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

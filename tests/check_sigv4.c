@@ -13,6 +13,7 @@
 
 #include "sigv4.h"
 #include "util.h"
+#include "testutil.h"
 
 #define AK "AKIDEXAMPLE"
 #define SK "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -316,8 +317,6 @@ main(void)
 	const char *shared = getenv("SHARED_DIR");
 	struct stat st;
 	Suite *s;
-	SRunner *sr;
-	int nf;
 
 	if (shared == NULL) {
 		fprintf(stderr, "SHARED_DIR is not set: skipping\n");
@@ -337,9 +336,5 @@ main(void)
 	tcase_add_test(tc, test_amz_date);
 	tcase_add_test(tc, test_key_cache);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	nf = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return nf == 0 ? 0 : 1;
+	return run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "util.h"
+#include "testutil.h"
 
 START_TEST(test_parse_size)
 {
@@ -185,8 +186,6 @@ main(void)
 {
 	Suite *s = suite_create("util");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_parse_size);
 	tcase_add_test(tc, test_parse_duration);
@@ -198,9 +197,5 @@ main(void)
 	tcase_add_test(tc, test_hmac_sha256);
 	tcase_add_test(tc, test_ct_equal);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }
