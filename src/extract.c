@@ -140,6 +140,49 @@ ctz_u(unsigned m)
 	return (unsigned)__builtin_ctz(m);
 }
 
+#if defined(__SSE2__)
+static inline unsigned
+ctz64(uint64_t m)
+{
+	return (unsigned)__builtin_ctzll(m);
+}
+
+/* For 64 bytes at s: backslashes in *bs, and in *ot the other bytes a
+ * string scan stops at ('"', control characters, non-ASCII). */
+static inline void
+str_masks64(const unsigned char *s, uint64_t *bs, uint64_t *ot)
+{
+	const __m128i bsl = _mm_set1_epi8('\\'), quo = _mm_set1_epi8('"');
+	const __m128i ctl = _mm_set1_epi8(0x20);
+	__m128i v0 = _mm_loadu_si128((const __m128i *)(const void *)s);
+	__m128i v1 = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
+	__m128i v2 = _mm_loadu_si128((const __m128i *)(const void *)(s + 32));
+	__m128i v3 = _mm_loadu_si128((const __m128i *)(const void *)(s + 48));
+
+#define BS_(v) ((uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, bsl)))
+#define OT_(v) ((uint64_t)(unsigned)_mm_movemask_epi8(_mm_or_si128(	\
+	_mm_cmpeq_epi8(v, quo), _mm_cmplt_epi8(v, ctl))))
+	*bs = BS_(v0) | BS_(v1) << 16 | BS_(v2) << 32 | BS_(v3) << 48;
+	*ot = OT_(v0) | OT_(v1) << 16 | OT_(v2) << 32 | OT_(v3) << 48;
+#undef BS_
+#undef OT_
+}
+
+/* Copy up to 64 bytes as 64: no length-dependent branch to mispredict
+ * (the caller leaves room to read and write the whole 64). */
+static inline void
+copy64(char *dst, const unsigned char *src)
+{
+	memcpy(dst, src, 64);
+}
+
+/* What a two-character escape stands for; 0 for \u and invalid ones. */
+static const char esc_simple[256] = {
+	['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
+	['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t',
+};
+#endif
+
 static json_t *
 jp_fail(struct jp *p, const char *why)
 {
@@ -260,6 +303,61 @@ jp_string(struct jp *p, const char **out, size_t *len)
 	for (;;) {
 		unsigned char c;
 
+#if defined(__SSE2__)
+		/*
+		 * Escape-dense text (a JSON text inside a string: every quote
+		 * and backslash escaped) 64 bytes at a time: the masks of a
+		 * chunk do not depend on what it holds, and the simple escapes
+		 * in it are decoded from them by bit arithmetic. Finding each
+		 * special by a load that waited for the previous one cost
+		 * more than all the copying. Anything else (\u, a special that
+		 * is not an escape, an escape across the chunk's end) is left
+		 * to the byte-wise code below. Stretches are copied 64 bytes
+		 * at a time whatever their length (a length-dependent loop
+		 * mispredicts). The chunk loop stops 128 bytes short of the
+		 * input's end, so reads stay within the input and writes (the
+		 * output never ahead of the input) within the buffer.
+		 */
+		while (i + 128 <= n) {
+			uint64_t bs, ot;
+			unsigned k, pos = 0, stop, e;
+			char d;
+
+			str_masks64(s + i, &bs, &ot);
+			if ((bs | ot) == 0) {
+				memcpy(b + o, s + i, 64);
+				i += 64;
+				o += 64;
+				continue;
+			}
+			stop = ot != 0 ? ctz64(ot) : 64;
+			while (bs != 0) {
+				k = ctz64(bs);
+				if (k >= stop || k == 63 ||
+				    (d = esc_simple[s[i + k + 1]]) == 0)
+					break;
+				copy64(b + o, s + i + pos);
+				o += k - pos;
+				b[o++] = d;
+				pos = k + 2;
+				bs &= ~(3ULL << k);	/* the escaped byte too */
+				ot &= ~(2ULL << k);
+				stop = ot != 0 ? ctz64(ot) : 64;
+			}
+			e = bs != 0 && ctz64(bs) < stop ? ctz64(bs) : stop;
+			if (e < 64) {
+				copy64(b + o, s + i + pos);
+				o += e - pos;
+				i += e;
+				break;
+			}
+			/* a constant step: the next chunk's loads need not
+			 * wait for this one's masks */
+			copy64(b + o, s + i + pos);
+			o += 64 - pos;
+			i += 64;
+		}
+#endif
 		while (i + STR_BLOCK <= n) {
 			memcpy(b + o, s + i, STR_BLOCK);
 			if ((m = str_special(s + i)) != 0) {
