@@ -15,6 +15,9 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#ifdef AC_HUGE
+#include <sys/mman.h>
+#endif
 #include <string.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -163,7 +166,7 @@ fold_string(const char *w)
 struct ac {
 	uint8_t cls[256];
 	uint32_t ncls;
-	unsigned shift;		/* row of state s starts at s << shift */
+	int shared;		/* some bytes share a class: check matches */
 	size_t maxlen;		/* longest pattern */
 	/* Transitions; the top bit of an entry says the target state reports
 	 * something. States are numbered breadth-first, so the shallow ones
@@ -173,6 +176,11 @@ struct ac {
 	uint32_t *delta;
 	int32_t *out;		/* first pattern ending at a state, -1 none */
 	uint32_t *dlink;	/* next suffix state with output, 0 none */
+	/* Length of the one pattern a state reports when that pattern needs
+	 * a word boundary before it, else 0: most reports are short words
+	 * inside longer ones ("tin" in "continue"), rejected by one look
+	 * at the byte before without leaving the scan loop. */
+	uint8_t *sbl;
 	uint32_t nstates;
 };
 
@@ -198,28 +206,57 @@ struct classifier {
 
 #define AC_OUT	0x80000000u
 
+/* A word byte of the folded text, or of a pure-ASCII text scanned as it
+ * is (hence the upper case). */
+static inline int
+f_word(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+	    c >= 0x80 || (c >= 'A' && c <= 'Z');
+}
+
+#define AC_SHIFT 5		/* rows of 32 entries: one cache line */
+#define AC_MAX_CLS (1 << AC_SHIFT)
+
 /*
- * Build the automaton from the patterns, which merge_patterns() left sorted.
- * Start-up time counts (every `sovgate classify` run pays it), so nothing
- * here touches a full (states x classes) table more than once: the trie is
- * built from the sorted list by sharing each word's prefix with the previous
- * one, kept as child lists, and the final table is filled breadth-first,
- * where a state's row is its failure state's row (already final, being
- * shallower) with its own children written over it.
+ * Build the automaton from the patterns. Start-up time counts (every
+ * `sovgate classify` run pays it), so nothing here touches a full (states x
+ * classes) table more than once: the trie is kept as child lists, and the
+ * final table is filled breadth-first, where a state's row is its failure
+ * state's row (already final, being shallower) with its own children
+ * written over it.
  */
+/* A transition table of rows rows of entries of size esz, each row on
+ * its own cache line(s); the root's row zeroed, the builder writes the
+ * others whole. */
+static void *
+ac_table(size_t rows, size_t esz)
+{
+	size_t row = ((size_t)1 << AC_SHIFT) * esz;	/* 64 or 128 */
+#ifdef AC_HUGE
+	size_t big = (rows * row + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
+	void *t = aligned_alloc(2u << 20, big);
+	madvise(t, big, MADV_HUGEPAGE);
+#else
+	void *t = aligned_alloc(64, rows * row);
+#endif
+
+	if (t == NULL)
+		fatal("out of memory allocating %zu bytes", rows * row);
+	memset(t, 0, row);
+	return t;
+}
+
 static int
 ac_build(struct classifier *c)
 {
 	struct ac *a = &c->ac;
-	size_t i, total = 1, rows;
+	size_t i, total = 1;
 	uint32_t *child = NULL, *sib = NULL, *order = NULL, *fail = NULL;
-	uint32_t *path = NULL;
 	int32_t *tout = NULL;
 	uint8_t *ecls = NULL;
 	uint32_t n = 1, qh, qt, k;
-	int used[256] = { 0 }, rc = -1;
-	const char *prev = "";
-	size_t prevlen = 0;
+	int used[256] = { 0 }, rc = -1, nused = 0;
 
 	for (i = 0; i < c->npats; i++) {
 		const unsigned char *w = (const unsigned char *)c->pats[i].w;
@@ -230,53 +267,76 @@ ac_build(struct classifier *c)
 		for (k = 0; k < c->pats[i].len; k++)
 			used[w[k]] = 1;
 	}
-	a->ncls = 1;
+	/*
+	 * Byte classes. The automaton is latency-bound: each step waits for
+	 * a table load, so the rows that text keeps visiting (a few hundred
+	 * shallow states) must stay in L1. At most AC_MAX_CLS classes keeps a
+	 * row of 16-bit entries within one 64-byte line. Letters, space and
+	 * the commonest punctuation get a class each; when more bytes are
+	 * used than that, the rest share the last class and report() checks
+	 * a match's actual bytes (the automaton then matches a pattern's
+	 * class sequence, a superset of the pattern).
+	 */
 	for (k = 0; k < 256; k++)
-		a->cls[k] = used[k] ? (uint8_t)a->ncls++ : 0;
-	if (a->ncls > 255)
-		return -1;
+		nused += used[k];
+	a->ncls = 1;
+	for (k = 'a'; k <= 'z'; k++)
+		if (used[k])
+			a->cls[k] = (uint8_t)a->ncls++;
+	for (i = 0; i < 4; i++)
+		if (used[(unsigned char)" -.'"[i]])
+			a->cls[(unsigned char)" -.'"[i]] = (uint8_t)a->ncls++;
+	for (k = 0; k < 256; k++) {
+		if (!used[k] || a->cls[k] != 0)
+			continue;
+		if (nused < AC_MAX_CLS || a->ncls < AC_MAX_CLS - 1) {
+			a->cls[k] = (uint8_t)a->ncls++;
+		} else {
+			a->cls[k] = AC_MAX_CLS - 1;
+			a->shared = 1;
+		}
+	}
+	if (a->shared)
+		a->ncls = AC_MAX_CLS;
 	/* Patterns are folded (no upper case), but a pure-ASCII text is
 	 * scanned as it is: upper-case letters take their lower case's class
 	 * so the automaton folds case itself. */
 	for (k = 'A'; k <= 'Z'; k++)
 		a->cls[k] = a->cls[k + 32];
-	for (a->shift = 0; (1u << a->shift) < a->ncls; a->shift++)
-		;
 	child = xcalloc(total, sizeof(*child));	/* first child, 0 none */
 	sib = xcalloc(total, sizeof(*sib));	/* next sibling, 0 none */
 	ecls = xcalloc(total, sizeof(*ecls));	/* class of the edge in */
 	tout = xmalloc(total * sizeof(*tout));
-	path = xmalloc((a->maxlen + 1) * sizeof(*path));
 	for (i = 0; i < total; i++)
 		tout[i] = -1;
 
-	/* trie: 0 is the root; a word shares its prefix with the previous */
-	path[0] = 0;
+	/* trie over class sequences; 0 is the root */
 	for (i = 0; i < c->npats; i++) {
 		const unsigned char *w = (const unsigned char *)c->pats[i].w;
-		size_t len = c->pats[i].len, l = 0;
+		uint32_t st = 0, u;
 
-		while (l < len && l < prevlen && (unsigned char)prev[l] == w[l])
-			l++;
-		for (; l < len; l++) {
-			uint32_t parent = path[l];
+		for (k = 0; k < c->pats[i].len; k++) {
+			uint8_t e = a->cls[w[k]];
 
-			ecls[n] = a->cls[w[l]];
-			sib[n] = child[parent];
-			child[parent] = n;
-			path[l + 1] = n++;
+			for (u = child[st]; u != 0 && ecls[u] != e; u = sib[u])
+				;
+			if (u == 0) {
+				u = n++;
+				ecls[u] = e;
+				sib[u] = child[st];
+				child[st] = u;
+			}
+			st = u;
 		}
-		c->pats[i].next = tout[path[len]];
-		tout[path[len]] = (int32_t)i;
-		prev = c->pats[i].w;
-		prevlen = len;
+		c->pats[i].next = tout[st];
+		tout[st] = (int32_t)i;
 	}
 	a->nstates = n;
-	rows = (size_t)n << a->shift;
+	/* rows aligned on cache lines; every row is written below */
 	if (n < 0x8000)
-		a->d16 = xcalloc(rows, sizeof(*a->d16));
+		a->d16 = ac_table(n, sizeof(*a->d16));
 	else
-		a->delta = xcalloc(rows, sizeof(*a->delta));
+		a->delta = ac_table(n, sizeof(*a->delta));
 	a->out = xmalloc((size_t)n * sizeof(*a->out));
 	a->dlink = xcalloc(n, sizeof(*a->dlink));
 	order = xmalloc((size_t)n * sizeof(*order));	/* new id -> trie */
@@ -289,17 +349,17 @@ ac_build(struct classifier *c)
 	qt = 1;
 	for (qh = 0; qh < qt; qh++) {
 		uint32_t r = order[qh], u;
-		size_t row = (size_t)qh << a->shift;
+		size_t row = (size_t)qh << AC_SHIFT;
 
 		if (qh > 0) {
-			size_t frow = (size_t)fail[qh] << a->shift;
+			size_t frow = (size_t)fail[qh] << AC_SHIFT;
 
 			if (a->d16 != NULL)
 				memcpy(a->d16 + row, a->d16 + frow,
-				    ((size_t)1 << a->shift) * sizeof(*a->d16));
+				    ((size_t)1 << AC_SHIFT) * sizeof(*a->d16));
 			else
 				memcpy(a->delta + row, a->delta + frow,
-				    ((size_t)1 << a->shift) * sizeof(*a->delta));
+				    ((size_t)1 << AC_SHIFT) * sizeof(*a->delta));
 		}
 		for (u = child[r]; u != 0; u = sib[u]) {
 			uint32_t nid = qt++, f;
@@ -311,10 +371,10 @@ ac_build(struct classifier *c)
 			if (qh == 0)
 				f = 0;
 			else if (a->d16 != NULL)
-				f = a->d16[((size_t)fail[qh] << a->shift) +
+				f = a->d16[((size_t)fail[qh] << AC_SHIFT) +
 				    ecls[u]] & 0x7fff;
 			else
-				f = a->delta[((size_t)fail[qh] << a->shift) +
+				f = a->delta[((size_t)fail[qh] << AC_SHIFT) +
 				    ecls[u]] & ~AC_OUT;
 			fail[nid] = f;
 			a->out[nid] = tout[u];
@@ -329,11 +389,25 @@ ac_build(struct classifier *c)
 		}
 	}
 	rc = qt == n ? 0 : -1;
+	a->sbl = xcalloc(n, sizeof(*a->sbl));
+	for (k = 1; k < n; k++) {
+		int32_t pi = a->out[k] >= 0 ? a->out[k] : a->out[a->dlink[k]];
+		const struct pattern *pt;
+
+		if (pi < 0 || (a->out[k] >= 0 && a->dlink[k] != 0) ||
+		    c->pats[pi].next >= 0)
+			continue;	/* none, or more than one */
+		if (a->out[k] < 0 && a->dlink[a->dlink[k]] != 0)
+			continue;
+		pt = &c->pats[pi];
+		if (!(pt->kind & LX_ANYSTART) &&
+		    f_word((unsigned char)pt->w[0]) && pt->len < 256)
+			a->sbl[k] = (uint8_t)pt->len;
+	}
 	free(child);
 	free(sib);
 	free(ecls);
 	free(tout);
-	free(path);
 	free(order);
 	free(fail);
 	return rc;
@@ -346,6 +420,7 @@ ac_free(struct ac *a)
 	free(a->delta);
 	free(a->out);
 	free(a->dlink);
+	free(a->sbl);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1008,13 +1083,16 @@ find_runs(struct spriv *p, const char *s, size_t n)
 	}
 }
 
-/* A word byte of the folded text, or of a pure-ASCII text scanned as it
- * is (hence the upper case). */
-static inline int
-f_word(unsigned char c)
+/* Whether text (folded, or ASCII in any case) holds the folded word w. */
+static int
+folded_eq(const char *text, const char *w, size_t n)
 {
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-	    c >= 0x80 || (c >= 'A' && c <= 'Z');
+	size_t k;
+
+	for (k = 0; k < n; k++)
+		if (lower_ascii((unsigned char)text[k]) != (unsigned char)w[k])
+			return 0;
+	return 1;
 }
 
 static void
@@ -1034,6 +1112,8 @@ report(struct spriv *p, const struct classifier *c, const char *f,
 			size_t end = i + 1, start = end - pt->len;
 			struct dhit *h;
 
+			if (a->shared && !folded_eq(f + start, pt->w, pt->len))
+				continue;
 			if (!(pt->kind & LX_ANYSTART) && f_word(
 			    (unsigned char)pt->w[0]) && start > 0 &&
 			    f_word((unsigned char)f[start - 1]))
@@ -1077,17 +1157,24 @@ report(struct spriv *p, const struct classifier *c, const char *f,
 	}
 }
 
-/* Texts from this length on run as two interleaved streams. */
+/* Texts from this length on run as four interleaved streams. */
 #ifndef AC_SPLIT_MIN
-#define AC_SPLIT_MIN 512
+#define AC_SPLIT_MIN 256
 #endif
 
-/* One automaton step; reports when the target state says so. */
-#define AC_STEP16(st, pos, second) do {					\
-	uint32_t x_ = d[((st) << sh) + cls[u[pos]]];			\
-	(st) = x_ & 0x7fff;						\
-	if (x_ & 0x8000)						\
-		report(p, c, f, fn, (st), (pos), (second));		\
+/* A reported state's patterns, unless its one pattern is glued to the word
+ * before (the common case, decided without leaving the scan loop). */
+#define AC_REPORT(st, pos, k) do {					\
+	size_t l_ = sbl[st];						\
+	if (l_ == 0 || (pos) < l_ || !f_word(u[(pos) - l_]))		\
+		report(p, c, f, fn, (st), (pos), (k));			\
+} while (0)
+
+/* One automaton step: 16-bit entries, the top bit saying the target state
+ * reports something, rows of 1 << AC_SHIFT entries. */
+#define AC_STEP16(st, pos, x) do {					\
+	(x) = d[((st) << AC_SHIFT) + cls[u[pos]]];			\
+	(st) = (x) & 0x7fff;						\
 } while (0)
 
 static void
@@ -1096,7 +1183,7 @@ ac_run(struct spriv *p, const struct classifier *c, const char *f, size_t fn)
 	const struct ac *a = &c->ac;
 	const uint8_t *cls = a->cls;
 	const unsigned char *u = (const unsigned char *)f;
-	unsigned sh = a->shift;
+	const uint8_t *sbl = a->sbl;
 	size_t i;
 
 	p->nhits = 0;
@@ -1107,27 +1194,47 @@ ac_run(struct spriv *p, const struct classifier *c, const char *f, size_t fn)
 		 * quarters. Streams 1-3 start maxlen bytes early so that every
 		 * pattern ending in their quarter is seen whole, and report
 		 * only from their quarter on, so the hits stay ordered by end
-		 * once appended in stream order.
+		 * once appended in stream order. Reports are rare: one test of
+		 * the four entries together keeps them out of the loop.
 		 */
 		const uint16_t *d = a->d16;
 		size_t q = fn / 4, k, b1 = q, b2 = 2 * q, b3 = 3 * q;
-		uint32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+		uint32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, x0, x1, x2, x3;
 
 		for (k = 1; k < 4; k++)
 			p->nxhits[k] = 0;
 		for (i = a->maxlen; i > 0; i--) {	/* warm up 1-3 */
-			s1 = d[(s1 << sh) + cls[u[b1 - i]]] & 0x7fff;
-			s2 = d[(s2 << sh) + cls[u[b2 - i]]] & 0x7fff;
-			s3 = d[(s3 << sh) + cls[u[b3 - i]]] & 0x7fff;
+			AC_STEP16(s1, b1 - i, x1);
+			AC_STEP16(s2, b2 - i, x2);
+			AC_STEP16(s3, b3 - i, x3);
 		}
+		/* The reports are handled outside the inner loop, which so
+		 * keeps the four states in registers. */
 		for (i = 0; i < q; i++) {
-			AC_STEP16(s0, i, 0);
-			AC_STEP16(s1, b1 + i, 1);
-			AC_STEP16(s2, b2 + i, 2);
-			AC_STEP16(s3, b3 + i, 3);
+			for (; i < q; i++) {
+				AC_STEP16(s0, i, x0);
+				AC_STEP16(s1, b1 + i, x1);
+				AC_STEP16(s2, b2 + i, x2);
+				AC_STEP16(s3, b3 + i, x3);
+				if (((x0 | x1 | x2 | x3) & 0x8000) != 0)
+					break;
+			}
+			if (i == q)
+				break;
+			if (x0 & 0x8000)
+				AC_REPORT(s0, i, 0);
+			if (x1 & 0x8000)
+				AC_REPORT(s1, b1 + i, 1);
+			if (x2 & 0x8000)
+				AC_REPORT(s2, b2 + i, 2);
+			if (x3 & 0x8000)
+				AC_REPORT(s3, b3 + i, 3);
 		}
-		for (i = b3 + q; i < fn; i++)
-			AC_STEP16(s3, i, 3);
+		for (i = b3 + q; i < fn; i++) {
+			AC_STEP16(s3, i, x3);
+			if (x3 & 0x8000)
+				AC_REPORT(s3, i, 3);
+		}
 		for (k = 1; k < 4; k++) {
 			size_t m;
 
@@ -1140,20 +1247,23 @@ ac_run(struct spriv *p, const struct classifier *c, const char *f, size_t fn)
 	}
 	if (a->d16 != NULL) {
 		const uint16_t *d = a->d16;
-		uint32_t st = 0;
+		uint32_t st = 0, x;
 
-		for (i = 0; i < fn; i++)
-			AC_STEP16(st, i, 0);
+		for (i = 0; i < fn; i++) {
+			AC_STEP16(st, i, x);
+			if (x & 0x8000)
+				AC_REPORT(st, i, 0);
+		}
 	} else {
 		const uint32_t *d = a->delta;
 		uint32_t st = 0;
 
 		for (i = 0; i < fn; i++) {
-			uint32_t x = d[((size_t)st << sh) + cls[u[i]]];
+			uint32_t x = d[((size_t)st << AC_SHIFT) + cls[u[i]]];
 
 			st = x & ~AC_OUT;
 			if (x & AC_OUT)
-				report(p, c, f, fn, st, i, 0);
+				AC_REPORT(st, i, 0);
 		}
 	}
 }
