@@ -554,6 +554,102 @@ dlog_decision_new(void)
 	return xcalloc(1, sizeof(struct dlog_decision));
 }
 
+/*
+ * Records are built on a worker and freed on the writer thread. With
+ * glibc that pattern is slow for many small blocks: the writer's frees
+ * land in the worker's arena under its lock, and the worker's next
+ * mallocs miss its thread cache (malloc, free and their lock were ~15% of
+ * a worker's time). So at submission every string of a record moves into
+ * one block, on the submitting thread: two blocks cross threads instead
+ * of twenty.
+ */
+#define DECISION_STRINGS(d) { &(d)->client, &(d)->endpoint, &(d)->model, \
+	&(d)->findings_json, &(d)->declared_level, &(d)->level, \
+	&(d)->level_rule, &(d)->policy_name, &(d)->action, &(d)->reason, \
+	&(d)->candidates_json, &(d)->backend, &(d)->backend_facts_json, \
+	&(d)->shadow_json }
+#define OUTCOME_STRINGS(o) { &(o)->attempts_json, &(o)->backend, &(o)->error }
+
+/* Copy each non-NULL *f[i] (and the extra strings) into one block, free
+ * the originals, point the fields at the copies. */
+static void *
+pack_strings(char **f[], size_t n, char **extra[], size_t nextra,
+    void *head, size_t headlen)
+{
+	size_t i, total = headlen, len;
+	char *block, *p;
+
+	for (i = 0; i < n; i++)
+		if (*f[i])
+			total += strlen(*f[i]) + 1;
+	for (i = 0; i < nextra; i++)
+		if (*extra[i])
+			total += strlen(*extra[i]) + 1;
+	block = xmalloc(total ? total : 1);
+	p = block;
+	if (headlen) {
+		memcpy(p, head, headlen);
+		p += headlen;
+	}
+	for (i = 0; i < n + nextra; i++) {
+		char **fp = i < n ? f[i] : extra[i - n];
+
+		if (*fp == NULL)
+			continue;
+		len = strlen(*fp) + 1;
+		memcpy(p, *fp, len);
+		free(*fp);
+		*fp = p;
+		p += len;
+	}
+	return block;
+}
+
+static void
+decision_pack(struct dlog_decision *d)
+{
+	char **f[] = DECISION_STRINGS(d);
+	char ***types = NULL;
+	size_t i, fpbytes = d->nfps * sizeof(struct dlog_fingerprint);
+	struct dlog_fingerprint *fps = d->fps;
+
+	if (d->packed)
+		return;
+	/* The fingerprint array goes first in the block (aligned as
+	 * malloc aligns), its type names among the strings. */
+	if (d->nfps) {
+		types = xmalloc(d->nfps * sizeof(*types));
+		for (i = 0; i < d->nfps; i++)
+			types[i] = &fps[i].type;
+	}
+	d->packed = pack_strings(f, sizeof(f) / sizeof(f[0]), types, d->nfps,
+	    fps, fpbytes);
+	free(types);
+	if (d->nfps) {
+		/* The names were moved while still in the old array; the
+		 * copy in the block took the pointers before: redo them. */
+		struct dlog_fingerprint *nf = d->packed;
+
+		for (i = 0; i < d->nfps; i++)
+			nf[i].type = fps[i].type;
+		free(fps);
+		d->fps = nf;
+	} else {
+		free(d->fps);
+		d->fps = NULL;
+	}
+}
+
+static void
+outcome_pack(struct dlog_outcome *o)
+{
+	char **f[] = OUTCOME_STRINGS(o);
+
+	if (!o->packed)
+		o->packed = pack_strings(f, sizeof(f) / sizeof(f[0]), NULL, 0,
+		    NULL, 0);
+}
+
 void
 dlog_decision_free(struct dlog_decision *d)
 {
@@ -561,6 +657,11 @@ dlog_decision_free(struct dlog_decision *d)
 
 	if (d == NULL)
 		return;
+	if (d->packed) {
+		free(d->packed);
+		free(d);
+		return;
+	}
 	free(d->client);
 	free(d->endpoint);
 	free(d->model);
@@ -596,6 +697,11 @@ dlog_outcome_free(struct dlog_outcome *o)
 {
 	if (o == NULL)
 		return;
+	if (o->packed) {
+		free(o->packed);
+		free(o);
+		return;
+	}
 	free(o->attempts_json);
 	free(o->backend);
 	free(o->error);
@@ -1699,6 +1805,7 @@ dlog_submit_decision(struct dlog *l, struct dlog_decision *d,
 		dlog_decision_free(d);
 		return -1;
 	}
+	decision_pack(d);
 	/* batched: queued is durable enough, and we answer below; the
 	 * writer never knows the callback, so it cannot run twice. */
 	it = l->dur == DUR_STRICT ? decision_item(d, mb, cb, arg) :
@@ -1741,6 +1848,7 @@ void
 dlog_batch_decision(struct dlog_batch *b, struct dlog_decision *d,
     struct mailbox *mb, mailbox_fn cb, void *arg)
 {
+	decision_pack(d);
 	batch_add(b, decision_item(d, mb, cb, arg));
 }
 
@@ -1749,6 +1857,7 @@ dlog_batch_outcome(struct dlog_batch *b, struct dlog_outcome *o)
 {
 	struct item *it = xcalloc(1, sizeof(*it));
 
+	outcome_pack(o);
 	it->kind = IT_OUTCOME;
 	it->o = o;
 	batch_add(b, it);
@@ -1831,6 +1940,7 @@ dlog_submit_outcome(struct dlog *l, struct dlog_outcome *o)
 		dlog_outcome_free(o);
 		return;
 	}
+	outcome_pack(o);
 	it = xcalloc(1, sizeof(*it));
 	it->kind = IT_OUTCOME;
 	it->o = o;

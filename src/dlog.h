@@ -43,6 +43,7 @@ struct dlog_decision {
 	char *shadow_json;	/* shadow policy decision, or NULL */
 	struct dlog_fingerprint *fps;
 	size_t nfps;
+	void *packed;	/* internal: the block the fields moved into */
 };
 
 struct dlog_outcome {
@@ -56,6 +57,7 @@ struct dlog_outcome {
 	int64_t bytes_in, bytes_out;
 	int64_t prompt_tokens, completion_tokens, total_tokens;	/* -1 */
 	char *error;		/* NULL if none */
+	void *packed;	/* internal: the block the fields moved into */
 };
 
 struct dlog_decision *dlog_decision_new(void);

@@ -678,6 +678,77 @@ START_TEST(test_batch_submit)
 }
 END_TEST
 
+/* Records are packed into one block at submission: every field and
+ * fingerprint must arrive in the database as it was set. */
+START_TEST(test_packed_records_round_trip)
+{
+	char err[512], sql[256], *v;
+	char *path = tpath("d.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	struct dlog_batch *b = dlog_batch_new();
+	struct dlog_decision *d = mk_decision(5, 4242, 3), *want;
+	struct dlog_outcome *o = dlog_outcome_new();
+	sqlite3 *db;
+	size_t i;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	d->declared_level = xstrdup("internal");
+	d->shadow_json = xstrdup("{\"level\":\"internal\"}");
+	memcpy(o->decision_id, d->id, 37);
+	o->status = 200;
+	o->attempts_json = xstrdup("[{\"backend\":\"onprem-vllm\"}]");
+	o->backend = xstrdup("onprem-vllm");
+	o->error = xstrdup("none really");
+	reset_cbs();
+	dlog_batch_decision(b, d, mb, on_logged, (void *)(intptr_t)0);
+	dlog_batch_outcome(b, o);
+	dlog_batch_submit(l, b);
+	pump(1);
+	ck_assert_int_eq(cbs[0].status, 1);
+	dlog_close(l);
+	dlog_batch_free(b);
+
+	want = mk_decision(5, 4242, 3);
+	db = dlog_open_db(path, 0, err, sizeof(err));
+#define SAME(col, val) do { \
+	v = q_text(db, "SELECT " col " FROM decisions"); \
+	ck_assert_str_eq(v, val); \
+	free(v); \
+} while (0)
+	SAME("client", want->client);
+	SAME("endpoint", want->endpoint);
+	SAME("model", want->model);
+	SAME("findings_json", want->findings_json);
+	SAME("declared_level", "internal");
+	SAME("level", want->level);
+	SAME("level_rule", want->level_rule);
+	SAME("policy_name", want->policy_name);
+	SAME("action", want->action);
+	SAME("candidates_json", want->candidates_json);
+	SAME("backend", want->backend);
+	SAME("backend_facts_json", want->backend_facts_json);
+	SAME("shadow_json", "{\"level\":\"internal\"}");
+#undef SAME
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM fingerprints"),
+	    (int)want->nfps);
+	for (i = 0; i < want->nfps; i++) {
+		/* stored sorted, so look each one up */
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM fingerprints "
+		    "WHERE type = '%s' AND hmac = '%s'", want->fps[i].type,
+		    want->fps[i].hmac);
+		ck_assert_int_eq(q_int(db, sql), 1);
+	}
+	v = q_text(db, "SELECT attempts_json || '|' || backend || '|' || "
+	    "error FROM outcomes");
+	ck_assert_str_eq(v, "[{\"backend\":\"onprem-vllm\"}]|onprem-vllm|"
+	    "none really");
+	free(v);
+	sqlite3_close(db);
+	dlog_decision_free(want);
+	free(path);
+}
+END_TEST
+
 static long
 file_size(const char *path)
 {
@@ -1687,6 +1758,7 @@ main(void)
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_wal_is_rewound);
 	tcase_add_test(tc, test_batch_submit);
+	tcase_add_test(tc, test_packed_records_round_trip);
 	tcase_add_test(tc, test_batched_answers_at_once);
 	tcase_add_test(tc, test_close_drains);
 	tcase_add_test(tc, test_failure_and_recovery);
