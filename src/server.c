@@ -24,6 +24,7 @@
 #include "gauth.h"
 #include "health.h"
 #include "http.h"
+#include "jsonout.h"
 #include "mailbox.h"
 #include "metrics.h"
 #include "admin.h"
@@ -101,6 +102,14 @@ struct conn {
 enum attempt_stage { A_NONE, A_PREPARING, A_CONNECTING, A_WAITING,
 	A_STREAMING };
 
+struct attempt {
+	const char *backend;	/* name, from the request's snapshot */
+	char result[24];	/* ok, connection, timeout, stale_retry, ... */
+	int status;
+	int64_t ms;		/* -1: no status nor time (a stale retry) */
+	char *error;		/* NULL if none */
+};
+
 struct request {
 	struct conn *c;		/* NULL once the client is gone */
 	struct worker *w;
@@ -141,7 +150,8 @@ struct request {
 	int abandon;		/* set by the response head callback */
 	struct event *utimer;
 	int64_t t_attempt;
-	json_t *attempts;
+	struct attempt *att;	/* every attempt, in order */
+	size_t natt, catt;
 	int all_timeouts;
 	const struct backend *answered;
 
@@ -266,7 +276,7 @@ request_new(struct conn *c)
 	r->w = c->w;
 	r->body = evbuffer_new();
 	r->declared = -1;
-	r->attempts = json_array();
+
 	r->prompt_tokens = r->completion_tokens = r->total_tokens = -1;
 	r->t0 = mono_ms();
 	r->t_first_byte = -1;
@@ -295,7 +305,9 @@ request_free(struct request *r)
 		evbuffer_free(r->usage_body);
 	free(r->sse_line);
 	json_decref(r->json);
-	json_decref(r->attempts);
+	for (size_t i = 0; i < r->natt; i++)
+		free(r->att[i].error);
+	free(r->att);
 	free(r->model);
 	free(r->upreq);
 	free(r->dec);
@@ -985,18 +997,67 @@ usage_end(struct request *r)
 /* ------------------------------------------------------------------ */
 /* forwarding                                                           */
 
+/* ms < 0 marks an entry without status and time (a stale retry). */
+static void
+add_attempt(struct request *r, const struct backend *b, const char *result,
+    int status, int64_t ms, const char *error)
+{
+	struct attempt *a;
+
+	if (r->natt == r->catt) {
+		r->catt = r->catt ? r->catt * 2 : 4;
+		r->att = xrealloc(r->att, r->catt * sizeof(*r->att));
+	}
+	a = &r->att[r->natt++];
+	a->backend = b->name;	/* the request holds its snapshot */
+	snprintf(a->result, sizeof(a->result), "%s", result);
+	a->status = status;
+	a->ms = ms;
+	a->error = error ? xstrdup(error) : NULL;
+}
+
 static void
 record_attempt(struct request *r, const struct backend *b, const char *result,
     int status, const char *error)
 {
-	json_t *a = json_pack("{s:s, s:s, s:i, s:I}", "backend", b->name,
-	    "result", result, "status", status,
-	    "ms", (json_int_t)(mono_ms() - r->t_attempt));
-
-	if (error)
-		json_object_set_new(a, "error", json_string(error));
-	json_array_append_new(r->attempts, a);
+	add_attempt(r, b, result, status, mono_ms() - r->t_attempt, error);
 	metrics_attempt(b->name, result);
+}
+
+/* [{"backend":..,"result":..,"status":..,"ms":..,"error":..}], the
+ * outcome's attempts_json, written by hand (it was a jansson array built
+ * and dumped for every request). */
+static char *
+attempts_json(const struct request *r)
+{
+	struct sb b = { NULL, 0, 0 };
+	char num[24];
+	size_t i;
+
+	sb_ch(&b, '[');
+	for (i = 0; i < r->natt; i++) {
+		const struct attempt *a = &r->att[i];
+
+		sb_str(&b, i ? ",{\"backend\":" : "{\"backend\":");
+		json_out_string(&b, a->backend, strlen(a->backend));
+		sb_str(&b, ",\"result\":");
+		json_out_string(&b, a->result, strlen(a->result));
+		if (a->ms >= 0) {
+			snprintf(num, sizeof(num), "%d", a->status);
+			sb_str(&b, ",\"status\":");
+			sb_str(&b, num);
+			snprintf(num, sizeof(num), "%lld", (long long)a->ms);
+			sb_str(&b, ",\"ms\":");
+			sb_str(&b, num);
+		}
+		if (a->error) {
+			sb_str(&b, ",\"error\":");
+			json_out_string(&b, a->error, strlen(a->error));
+		}
+		sb_ch(&b, '}');
+	}
+	sb_ch(&b, ']');
+	return sb_take(&b);
 }
 
 static const struct backend *
@@ -1423,8 +1484,7 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 		r->stale_retried = 1;
 		upstream_close(r->up);
 		r->up = NULL;
-		json_array_append_new(r->attempts, json_pack("{s:s, s:s}",
-		    "backend", cur_backend(r)->name, "result", "stale_retry"));
+		add_attempt(r, cur_backend(r), "stale_retry", 0, -1, NULL);
 		attempt_connect(r);
 		return;
 	}
@@ -1584,14 +1644,11 @@ attempt_next(struct request *r)
 		size_t i, o = 0;
 
 		sum[0] = '\0';
-		for (i = 0; i < json_array_size(r->attempts) && o < 400; i++) {
-			json_t *a = json_array_get(r->attempts, i);
-			int st = (int)json_integer_value(json_object_get(a,
-			    "status"));
+		for (i = 0; i < r->natt && o < 400; i++) {
+			const struct attempt *a = &r->att[i];
+			int st = a->ms >= 0 ? a->status : 0;
 			int n = snprintf(sum + o, sizeof(sum) - o, "%s%s %s",
-			    i ? ", " : "", json_string_value(json_object_get(a,
-			    "backend")), json_string_value(json_object_get(a,
-			    "result")));
+			    i ? ", " : "", a->backend, a->result);
 
 			if (n > 0 && (size_t)n < sizeof(sum) - o)
 				o += (size_t)n;
@@ -1599,7 +1656,7 @@ attempt_next(struct request *r)
 				o += (size_t)snprintf(sum + o, sizeof(sum) - o,
 				    " %d", st);
 		}
-		if (r->all_timeouts && json_array_size(r->attempts) > 0)
+		if (r->all_timeouts && r->natt > 0)
 			respond_error(r, 504, "upstream_error",
 			    "upstream_timeout", "every allowed backend timed "
 			    "out (%s)", sum);
@@ -1727,19 +1784,10 @@ submit_outcome(struct request *r)
 	o->ts_ms = now_ms();
 	o->status = r->status;
 	o->attempts = 0;
-	{
-		size_t i;
-
-		for (i = 0; i < json_array_size(r->attempts); i++) {
-			json_t *res = json_object_get(json_array_get(
-			    r->attempts, i), "result");
-
-			if (!json_is_string(res) || strcmp(json_string_value(
-			    res), "stale_retry") != 0)
-				o->attempts++;
-		}
-	}
-	o->attempts_json = json_dumps(r->attempts, JSON_COMPACT);
+	for (size_t i = 0; i < r->natt; i++)
+		if (strcmp(r->att[i].result, "stale_retry") != 0)
+			o->attempts++;
+	o->attempts_json = attempts_json(r);
 	o->backend = r->answered ? xstrdup(r->answered->name) : NULL;
 	o->latency_ms = mono_ms() - r->t0;
 	o->ttfb_ms = r->t_first_byte;
@@ -1807,7 +1855,7 @@ access_log(struct request *r)
 	http_add_str(b, " status=");
 	http_add_uint(b, (uint64_t)(r->status > 0 ? r->status : 0));
 	http_add_str(b, " attempts=");
-	http_add_uint(b, json_array_size(r->attempts));
+	http_add_uint(b, r->natt);
 	http_add_str(b, " ms=");
 	http_add_uint(b, (uint64_t)ms);
 	http_add_str(b, " in=");

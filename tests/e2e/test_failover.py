@@ -2,6 +2,7 @@
 policy's order, only before the first byte reached the client; every
 attempt recorded."""
 
+import json
 import time
 
 from harness import (ALL_BACKENDS, BACKEND_KEYS, CLOUD_ACT, TEXT_IBAN,
@@ -45,6 +46,14 @@ def test_500_goes_to_next_allowed_candidate(t):
         if "attempts" in out:
             check(out["attempts"] == 2, "outcome attempts %r",
                   out["attempts"])
+        if out.get("attempts_json"):
+            att = json.loads(out["attempts_json"])
+            check([a.get("backend") for a in att] ==
+                  ["onprem-vllm", "mistral-eu"], "attempts_json %r", att)
+            check(att[0].get("status") == 500 and att[1].get("result") ==
+                  "ok" and att[1].get("status") == 200 and
+                  all(isinstance(a.get("ms"), int) for a in att),
+                  "attempts_json %r", att)
 
 
 def test_all_allowed_fail_is_502_and_never_crosses_policy(t):
