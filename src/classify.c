@@ -15,8 +15,8 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
-#ifdef AC_HUGE
-#include <sys/mman.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
 #endif
 #include <string.h>
 
@@ -174,8 +174,13 @@ struct ac {
 	 * entries when the automaton is small enough (it is, built in). */
 	uint16_t *d16;
 	uint32_t *delta;
-	int32_t *out;		/* first pattern ending at a state, -1 none */
-	uint32_t *dlink;	/* next suffix state with output, 0 none */
+	/* per state, together (one cache miss per report): the first
+	 * pattern ending there (-1 none) and the next suffix state with
+	 * output (0 none) */
+	struct acrep {
+		int32_t out;
+		uint32_t dlink;
+	} *rep;
 	/* Length of the one pattern a state reports when that pattern needs
 	 * a word boundary before it, else 0: most reports are short words
 	 * inside longer ones ("tin" in "continue"), rejected by one look
@@ -189,7 +194,11 @@ struct pattern {
 	uint32_t len;
 	uint32_t kind, ids;
 	int32_t custom;
-	int32_t next;		/* next pattern with the same string */
+	int32_t next;		/* next pattern ending in the same state */
+	/* what report() needs, here so that it need not read w: */
+	uint8_t bstart;		/* needs a word boundary before */
+	uint8_t bend;		/* needs one after (or inflections, LX_STEM) */
+	uint8_t exact;		/* no byte of a shared class: no check */
 };
 
 struct classifier {
@@ -233,13 +242,7 @@ static void *
 ac_table(size_t rows, size_t esz)
 {
 	size_t row = ((size_t)1 << AC_SHIFT) * esz;	/* 64 or 128 */
-#ifdef AC_HUGE
-	size_t big = (rows * row + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
-	void *t = aligned_alloc(2u << 20, big);
-	madvise(t, big, MADV_HUGEPAGE);
-#else
 	void *t = aligned_alloc(64, rows * row);
-#endif
 
 	if (t == NULL)
 		fatal("out of memory allocating %zu bytes", rows * row);
@@ -337,15 +340,14 @@ ac_build(struct classifier *c)
 		a->d16 = ac_table(n, sizeof(*a->d16));
 	else
 		a->delta = ac_table(n, sizeof(*a->delta));
-	a->out = xmalloc((size_t)n * sizeof(*a->out));
-	a->dlink = xcalloc(n, sizeof(*a->dlink));
+	a->rep = xcalloc(n, sizeof(*a->rep));
 	order = xmalloc((size_t)n * sizeof(*order));	/* new id -> trie */
 	fail = xcalloc(n, sizeof(*fail));		/* by new id */
 
 	/* breadth-first; states are numbered in that order, so the shallow
 	 * ones that ordinary text keeps visiting share a few cache lines */
 	order[0] = 0;
-	a->out[0] = tout[0];
+	a->rep[0].out = tout[0];
 	qt = 1;
 	for (qh = 0; qh < qt; qh++) {
 		uint32_t r = order[qh], u;
@@ -377,9 +379,10 @@ ac_build(struct classifier *c)
 				f = a->delta[((size_t)fail[qh] << AC_SHIFT) +
 				    ecls[u]] & ~AC_OUT;
 			fail[nid] = f;
-			a->out[nid] = tout[u];
-			a->dlink[nid] = a->out[f] >= 0 ? f : a->dlink[f];
-			rep = a->out[nid] >= 0 || a->dlink[nid] != 0;
+			a->rep[nid].out = tout[u];
+			a->rep[nid].dlink = a->rep[f].out >= 0 ? f :
+			    a->rep[f].dlink;
+			rep = a->rep[nid].out >= 0 || a->rep[nid].dlink != 0;
 			if (a->d16 != NULL)
 				a->d16[row + ecls[u]] = (uint16_t)(nid |
 				    (rep ? 0x8000u : 0));
@@ -389,19 +392,31 @@ ac_build(struct classifier *c)
 		}
 	}
 	rc = qt == n ? 0 : -1;
+	for (i = 0; i < c->npats; i++) {
+		struct pattern *pt = &c->pats[i];
+
+		pt->bstart = !(pt->kind & LX_ANYSTART) &&
+		    f_word((unsigned char)pt->w[0]);
+		pt->bend = !(pt->kind & LX_ANYEND) &&
+		    f_word((unsigned char)pt->w[pt->len - 1]);
+		pt->exact = 1;
+		for (k = 0; k < pt->len && a->shared; k++)
+			if (a->cls[(unsigned char)pt->w[k]] == AC_MAX_CLS - 1)
+				pt->exact = 0;
+	}
 	a->sbl = xcalloc(n, sizeof(*a->sbl));
 	for (k = 1; k < n; k++) {
-		int32_t pi = a->out[k] >= 0 ? a->out[k] : a->out[a->dlink[k]];
+		const struct acrep *r = &a->rep[k];
+		int32_t pi = r->out >= 0 ? r->out : a->rep[r->dlink].out;
 		const struct pattern *pt;
 
-		if (pi < 0 || (a->out[k] >= 0 && a->dlink[k] != 0) ||
+		if (pi < 0 || (r->out >= 0 && r->dlink != 0) ||
 		    c->pats[pi].next >= 0)
 			continue;	/* none, or more than one */
-		if (a->out[k] < 0 && a->dlink[a->dlink[k]] != 0)
+		if (r->out < 0 && a->rep[r->dlink].dlink != 0)
 			continue;
 		pt = &c->pats[pi];
-		if (!(pt->kind & LX_ANYSTART) &&
-		    f_word((unsigned char)pt->w[0]) && pt->len < 256)
+		if (pt->bstart && pt->len < 256)
 			a->sbl[k] = (uint8_t)pt->len;
 	}
 	free(child);
@@ -418,8 +433,7 @@ ac_free(struct ac *a)
 {
 	free(a->d16);
 	free(a->delta);
-	free(a->out);
-	free(a->dlink);
+	free(a->rep);
 	free(a->sbl);
 }
 
@@ -769,12 +783,11 @@ resolve(struct spriv *p)
 /* ------------------------------------------------------------------ */
 /* context lookups for detectors                                        */
 
-const struct dhit *
-d_ctx_before(const struct dtext *t, size_t pos, size_t win, uint32_t mask)
+size_t
+d_hits_upto(const struct dtext *t, size_t pos)
 {
 	size_t lo = 0, hi = t->nhits;
 
-	/* last hit with end <= pos */
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
@@ -783,6 +796,14 @@ d_ctx_before(const struct dtext *t, size_t pos, size_t win, uint32_t mask)
 		else
 			hi = mid;
 	}
+	return lo;
+}
+
+const struct dhit *
+d_ctx_before(const struct dtext *t, size_t pos, size_t win, uint32_t mask)
+{
+	size_t lo = d_hits_upto(t, pos);
+
 	while (lo > 0) {
 		const struct dhit *h = &t->hits[--lo];
 
@@ -797,17 +818,9 @@ d_ctx_before(const struct dtext *t, size_t pos, size_t win, uint32_t mask)
 const struct dhit *
 d_ctx_after(const struct dtext *t, size_t endpos, size_t win, uint32_t mask)
 {
-	size_t lo = 0, hi = t->nhits;
+	size_t lo;
 
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (t->hits[mid].end <= endpos)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (; lo < t->nhits; lo++) {
+	for (lo = d_hits_upto(t, endpos); lo < t->nhits; lo++) {
 		const struct dhit *h = &t->hits[lo];
 
 		if (h->start > endpos + win)
@@ -1048,39 +1061,77 @@ run_starts_number(const char *s, size_t st)
 	return 1;
 }
 
+/* Bit k set where s[k] is an ASCII digit, for the n <= 64 bytes at s. */
+static inline uint64_t
+digit_mask(const char *s, size_t n)
+{
+	uint64_t m = 0;
+	size_t k;
+
+#if defined(__SSE2__)
+	if (n == 64) {
+		const __m128i lo = _mm_set1_epi8('0' - 1), hi = _mm_set1_epi8('9' + 1);
+
+		for (k = 0; k < 4; k++) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)
+			    (s + 16 * k));
+			__m128i dg = _mm_and_si128(_mm_cmpgt_epi8(v, lo),
+			    _mm_cmplt_epi8(v, hi));
+
+			m |= (uint64_t)(unsigned)_mm_movemask_epi8(dg) << (16 * k);
+		}
+		return m;
+	}
+#endif
+	for (k = 0; k < n; k++)
+		if ((unsigned char)(s[k] - '0') <= 9)
+			m |= 1ULL << k;
+	return m;
+}
+
+static void
+add_run(struct spriv *p, const char *s, size_t st, size_t end)
+{
+	GROW(p->runs, p->nruns, p->runs_cap, 64);
+	p->runs[p->nruns].start = (uint32_t)st;
+	p->runs[p->nruns].end = (uint32_t)end;
+	p->runs[p->nruns].seq = run_starts_number(s, st);
+	p->nruns++;
+}
+
+/*
+ * The maximal runs of digits, 64 bytes at a time: a run starts or ends
+ * where a byte's digit bit differs from the byte before's, so the edges of
+ * a chunk's digit mask are its run boundaries, visited without a
+ * per-byte loop (code and tables have a digit every few bytes).
+ */
 static void
 find_runs(struct spriv *p, const char *s, size_t n)
 {
-	size_t i = 0;
+	size_t base, st = 0;
+	uint64_t prev = 0;	/* the byte before the chunk is a digit */
 
 	p->nruns = 0;
-	while (i < n) {
-		size_t st;
+	for (base = 0; base < n; base += 64) {
+		size_t m = n - base < 64 ? n - base : 64;
+		uint64_t d = digit_mask(s + base, m);
+		/* past a short last chunk, the edge after its last digit
+		 * still shows (as bit m), ending a run at n */
+		uint64_t edge = d ^ ((d << 1) | prev);
 
-		/* skip eight bytes at a time while none is a digit */
-		while (i + 8 <= n) {
-			uint64_t x, h;
+		prev = m == 64 ? d >> 63 : 0;
+		while (edge != 0) {
+			size_t k = base + (size_t)__builtin_ctzll(edge);
 
-			memcpy(&x, s + i, 8);
-			h = x & ~HI8;
-			if (((h + 0x5050505050505050ULL) &
-			    ~(h + 0x4646464646464646ULL) & ~x & HI8) != 0)
-				break;
-			i += 8;
+			edge &= edge - 1;
+			if (k < n && (unsigned char)(s[k] - '0') <= 9)
+				st = k;
+			else
+				add_run(p, s, st, k);
 		}
-		while (i < n && (unsigned char)(s[i] - '0') > 9)
-			i++;
-		if (i >= n)
-			break;
-		st = i;
-		while (i < n && (unsigned char)(s[i] - '0') <= 9)
-			i++;
-		GROW(p->runs, p->nruns, p->runs_cap, 64);
-		p->runs[p->nruns].start = (uint32_t)st;
-		p->runs[p->nruns].end = (uint32_t)i;
-		p->runs[p->nruns].seq = run_starts_number(s, st);
-		p->nruns++;
 	}
+	if (prev)
+		add_run(p, s, st, n);
 }
 
 /* Whether text (folded, or ASCII in any case) holds the folded word w. */
@@ -1107,20 +1158,18 @@ report(struct spriv *p, const struct classifier *c, const char *f,
 	for (;;) {
 		int32_t pi;
 
-		for (pi = a->out[state]; pi >= 0; pi = c->pats[pi].next) {
+		for (pi = a->rep[state].out; pi >= 0; pi = c->pats[pi].next) {
 			const struct pattern *pt = &c->pats[pi];
 			size_t end = i + 1, start = end - pt->len;
 			struct dhit *h;
 
-			if (a->shared && !folded_eq(f + start, pt->w, pt->len))
+			if (!pt->exact && !folded_eq(f + start, pt->w, pt->len))
 				continue;
-			if (!(pt->kind & LX_ANYSTART) && f_word(
-			    (unsigned char)pt->w[0]) && start > 0 &&
+			if (pt->bstart && start > 0 &&
 			    f_word((unsigned char)f[start - 1]))
 				continue;
-			if (!(pt->kind & LX_ANYEND) &&
-			    f_word((unsigned char)pt->w[pt->len - 1]) &&
-			    end < fn && f_word((unsigned char)f[end])) {
+			if (pt->bend && end < fn &&
+			    f_word((unsigned char)f[end])) {
 				size_t e = end;
 
 				if (!(pt->kind & LX_STEM))
@@ -1151,7 +1200,7 @@ report(struct spriv *p, const struct classifier *c, const char *f,
 					(*nhits)--;
 			}
 		}
-		state = a->dlink[state];
+		state = a->rep[state].dlink;
 		if (state == 0)
 			break;
 	}

@@ -1024,7 +1024,7 @@ static void
 det_nid_alpha(const struct dtext *t)
 {
 	const char *s = t->s;
-	size_t r, last_tok = (size_t)-1, last_end = 0;
+	size_t r, last_tok = (size_t)-1, last_tb = 0, last_end = 0;
 
 	for (r = 0; r < t->nruns; r++) {
 		size_t a = t->runs[r].start, b = t->runs[r].end, ta, tb, e;
@@ -1163,10 +1163,16 @@ det_nid_alpha(const struct dtext *t)
 		if (!((a > 0 && isalph(s[a - 1])) || (b < t->n &&
 		    isalph(s[b]))))
 			continue;
+		/* A run inside the token already looked at (a hash, base64)
+		 * belongs to it: scanning the token again for each of its
+		 * runs was quadratic in the token's length. */
+		if (last_tok != (size_t)-1 && a >= last_tok && b <= last_tb)
+			continue;
 		token_bounds(t, a, b, &ta, &tb);
 		if (ta == last_tok)
 			continue;
 		last_tok = ta;
+		last_tb = tb;
 		if (ta > 0 && iswordb((unsigned char)s[ta - 1]))
 			continue;
 		if (tb < t->n && iswordb((unsigned char)s[tb]))
@@ -1449,11 +1455,11 @@ parse_date(const struct dtext *t, size_t r, size_t *startp, size_t *endp,
 		if (a >= 2) {
 			size_t k;
 
-			for (k = t->nhits; k-- > 0;) {
+			/* from the last hit ending by a: walking there from
+			 * the last hit of all made long texts quadratic */
+			for (k = d_hits_upto(t, a); k-- > 0;) {
 				const struct dhit *h = &t->hits[k];
 
-				if (h->end > a)
-					continue;
 				if (h->end + 2 < a)
 					break;
 				if (!(h->kind & LX_MONTH))
@@ -1841,6 +1847,31 @@ span_of(const char *s, size_t i, size_t n, const char *set)
 	return k - i;
 }
 
+/*
+ * span_of() remembered: a prefix repeated through one long token
+ * ("sk-sk-sk-...", "eyJeyJ...") has every occurrence's span end where the
+ * first one's does, and measuring each again was quadratic in the token.
+ * A span from inside the remembered one, over the same set, ends there.
+ */
+struct span_memo {
+	const char *set;
+	size_t from, end;
+	int valid;
+};
+
+static size_t
+span_at(struct span_memo *m, const char *s, size_t i, size_t n,
+    const char *set)
+{
+	if (m->valid && m->set == set && i >= m->from && i <= m->end)
+		return m->end - i;
+	m->valid = 1;
+	m->set = set;
+	m->from = i;
+	m->end = i + span_of(s, i, n, set);
+	return m->end - i;
+}
+
 static void
 cred_emit(const struct dtext *t, const char *type, size_t a, size_t e)
 {
@@ -1852,6 +1883,8 @@ det_cred(const struct dtext *t)
 {
 	const char *s = t->s;
 	size_t n = t->n, k, last_end = 0;
+	struct span_memo memo = { NULL, 0, 0, 0 };
+	size_t sk_nomix_end = (size_t)-1;
 
 	for (k = 0; k < t->nhits; k++) {
 		const struct dhit *h = &t->hits[k];
@@ -1875,19 +1908,19 @@ det_cred(const struct dtext *t)
 			cred_emit(t, "credential.aws_access_key", a, a + 20);
 			last_end = a + 20;
 		} else if (strcmp(w, "github_pat_") == 0) {
-			l = span_of(s, a + 11, n, "_");
+			l = span_at(&memo, s, a + 11, n, "_");
 			if (l < 22)
 				continue;
 			cred_emit(t, "credential.github_token", a, a + 11 + l);
 			last_end = a + 11 + l;
 		} else if (w[0] == 'g' && w[1] == 'h' && w[3] == '_') {
-			l = span_of(s, a + 4, n, NULL);
+			l = span_at(&memo, s, a + 4, n, NULL);
 			if (l < 30 || l > 255)
 				continue;
 			cred_emit(t, "credential.github_token", a, a + 4 + l);
 			last_end = a + 4 + l;
 		} else if (strncmp(w, "xox", 3) == 0) {
-			l = span_of(s, a + 5, n, "-");
+			l = span_at(&memo, s, a + 5, n, "-");
 			if (l < 10)
 				continue;
 			cred_emit(t, "credential.slack_token", a, a + 5 + l);
@@ -1898,15 +1931,21 @@ det_cred(const struct dtext *t)
 
 			if (s[a] != 's')
 				continue;
-			l = span_of(s, a + 3, n, "-_");
-			if (l < 20)
+			l = span_at(&memo, s, a + 3, n, "-_");
+			/* a span ending where a longer one without the mix
+			 * ended lacks it too */
+			if (l < 20 || a + 3 + l == sk_nomix_end)
 				continue;
 			for (i = a + 3; i < a + 3 + l; i++) {
 				dg |= isdig(s[i]);
 				up |= isup(s[i]);
 				lo |= islow(s[i]);
 			}
-			if (dg + up + lo < 2 || strncmp(s + a + 3, "ant-", 4) == 0)
+			if (dg + up + lo < 2) {
+				sk_nomix_end = a + 3 + l;
+				continue;
+			}
+			if (strncmp(s + a + 3, "ant-", 4) == 0)
 				continue;
 			cred_emit(t, "credential.openai_api_key", a, a + 3 + l);
 			last_end = a + 3 + l;
@@ -1916,7 +1955,7 @@ det_cred(const struct dtext *t)
 			if (memcmp(s + a, "eyJ", 3) != 0)
 				continue;
 			while (i < n && seg < 3) {
-				l = span_of(s, i, n, "-_");
+				l = span_at(&memo, s, i, n, "-_");
 				segl[seg++] = l;
 				i += l;
 				if (seg < 3 && i < n && s[i] == '.')

@@ -109,6 +109,9 @@ enum {
 void d_emit(const struct dtext *t, const char *type, size_t start,
     size_t end, int prio, int excl, const char *value, size_t vlen);
 
+/* How many hits end at or before pos (the hits are ordered by end). */
+size_t d_hits_upto(const struct dtext *t, size_t pos);
+
 /* Context: among lexicon hits ending within win bytes before pos (or, when
  * after > 0, starting within after bytes after endpos), the nearest one
  * whose kind is in mask; NULL if none. */

@@ -363,6 +363,22 @@ START_TEST(test_pathological)
 	free(findings(buf));
 	memset(buf, 'a', n);
 	free(findings(buf));
+	/* one token of letters and digits (a hash, base64): each digit run
+	 * in it used to rescan the whole token, quadratic (minutes) */
+	for (i = 0; i < n; i++)
+		buf[i] = "a1"[i % 2];
+	free(findings(buf));
+	/* a credential prefix repeated through one token, and dates after
+	 * many lexicon hits: each used to rescan to the token's end or
+	 * from the last hit */
+	for (i = 0; i + 3 <= n; i += 3)
+		memcpy(buf + i, "sk-", 3);
+	buf[i] = '\0';
+	free(findings(buf));
+	for (i = 0; i + 10 <= n; i += 10)
+		memcpy(buf + i, "born on 1 ", 10);
+	buf[i] = '\0';
+	free(findings(buf));
 	/* a million lexicon hits, and texts longer than one scan piece */
 	for (i = 0; i + 9 <= n; i += 9)
 		memcpy(buf + i, "diabetes ", 9);
