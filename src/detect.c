@@ -591,6 +591,19 @@ numseq(const struct dtext *t, size_t r, const char *seps, struct numseq *q)
 	q->d[q->nd] = '\0';
 }
 
+/* Whether numseq(t, r, seps) can hold min digits: most runs are short
+ * and stand alone ("page 3"), and this decides so without building the
+ * sequence. */
+static inline int
+numseq_may_reach(const struct dtext *t, size_t r, const char *seps,
+    size_t min)
+{
+	size_t b = t->runs[r].end;
+
+	return b - t->runs[r].start >= min || (r + 1 < t->nruns &&
+	    t->runs[r + 1].start == b + 1 && strchr(seps, t->s[b]) != NULL);
+}
+
 /* Whether the character after position e ends a token. */
 static int
 ends_token(const struct dtext *t, size_t e)
@@ -814,6 +827,8 @@ det_card(const struct dtext *t)
 			continue;
 		if (t->runs[r].end - t->runs[r].start > 19)
 			continue;
+		if (!numseq_may_reach(t, r, " -", 13))
+			continue;
 		numseq(t, r, " -", &q);
 		/* the groups written with one consistent separator */
 		sep = q.ng > 1 ? q.sep[1] : 0;
@@ -873,6 +888,8 @@ det_nid_numeric(const struct dtext *t)
 		    NID_NL_BSN, NID_AT_SVNR, NID_PT_NIF, NID_DK_CPR};
 
 		if (!seq_start(t, r) || t->runs[r].end - t->runs[r].start > 15)
+			continue;
+		if (!numseq_may_reach(t, r, " -./", 9))
 			continue;
 		numseq(t, r, " -./", &q);
 		if (q.nd < 9 || q.nd > 15 || !ends_token(t, q.end))
@@ -1152,7 +1169,11 @@ det_nid_alpha(const struct dtext *t)
 				continue;
 			}
 		}
-		if (rl == 1 && seq_start(t, r) && nir_spaced_at(t, a, &e, v)) {
+		/* a spaced NIR goes on with a separator and a digit */
+		if (rl == 1 && seq_start(t, r) && r + 1 < t->nruns &&
+		    t->runs[r + 1].start == b + 1 &&
+		    (s[b] == ' ' || s[b] == '.' || s[b] == '-') &&
+		    nir_spaced_at(t, a, &e, v)) {
 			D_EMIT(t, nid_type_names[NID_FR_NIR], a, e, PRIO_NID,
 			    v, 15);
 			last_end = e;
@@ -1304,7 +1325,9 @@ det_phone(const struct dtext *t)
 			break;
 		}
 		e = lastd;
-		if (nd > 15 || !ends_token(t, e))
+		/* every layout below needs 8 digits or more: decide that
+		 * before looking for context words */
+		if (nd > 15 || nd < 8 || !ends_token(t, e))
 			continue;
 		if (plus)
 			v[0] = '+';
