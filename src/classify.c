@@ -532,6 +532,7 @@ struct spriv {
 	/* distinct (type, value) hashes; open addressing, 0 = empty */
 	uint64_t *seen;
 	size_t seen_cap, nseen;
+	uint32_t *seen_at;	/* the slots in use, to clear only those */
 	pcre2_match_data *md;
 	const struct classifier *c;
 	struct scan *scan;
@@ -565,6 +566,7 @@ scan_new(void)
 	s->values = xcalloc(SCAN_MAX_VALUES, sizeof(*s->values));
 	p->seen_cap = 1024;
 	p->seen = xcalloc(p->seen_cap, sizeof(*p->seen));
+	p->seen_at = xcalloc(p->seen_cap / 2, sizeof(*p->seen_at));
 	p->md = pcre2_match_data_create(16, NULL);
 	p->scan = s;
 	s->priv = p;
@@ -585,10 +587,10 @@ scan_reset(struct scan *s)
 	s->ntypes = 0;
 	s->dropped_values = 0;
 	s->bytes_scanned = 0;
-	if (p->nseen > 0) {
-		memset(p->seen, 0, p->seen_cap * sizeof(*p->seen));
-		p->nseen = 0;
-	}
+	/* most requests have a few values: clearing the whole table (8 KB
+	 * or more) for them cost more than the rest of the bookkeeping */
+	while (p->nseen > 0)
+		p->seen[p->seen_at[--p->nseen]] = 0;
 	/* the normalised copies of the request's text go with it too */
 	wipe_work(p);
 }
@@ -617,6 +619,7 @@ scan_free(struct scan *s)
 		free(p->cands);
 		free(p->act);
 		free(p->seen);
+		free(p->seen_at);
 		pcre2_match_data_free(p->md);
 		free(p);
 	}
@@ -680,6 +683,8 @@ seen_add(struct spriv *p, uint64_t h)
 
 		p->seen_cap *= 2;
 		p->seen = xcalloc(p->seen_cap, sizeof(*p->seen));
+		free(p->seen_at);
+		p->seen_at = xcalloc(p->seen_cap / 2, sizeof(*p->seen_at));
 		p->nseen = 0;
 		for (i = 0; i < oldcap; i++)
 			if (old[i] != 0) {
@@ -688,7 +693,7 @@ seen_add(struct spriv *p, uint64_t h)
 				while (p->seen[j] != 0)
 					j = (j + 1) & (p->seen_cap - 1);
 				p->seen[j] = old[i];
-				p->nseen++;
+				p->seen_at[p->nseen++] = (uint32_t)j;
 			}
 		free(old);
 	}
@@ -697,7 +702,7 @@ seen_add(struct spriv *p, uint64_t h)
 		if (p->seen[i] == h)
 			return 0;
 	p->seen[i] = h;
-	p->nseen++;
+	p->seen_at[p->nseen++] = (uint32_t)i;
 	return 1;
 }
 
@@ -1147,7 +1152,7 @@ digit_mask(const char *s, size_t n)
 	return m;
 }
 
-static void
+static inline void
 add_run(struct spriv *p, const char *s, size_t st, size_t end)
 {
 	GROW(p->runs, p->nruns, p->runs_cap, 64);
