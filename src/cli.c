@@ -446,19 +446,80 @@ bad:
 	return -1;
 }
 
+/* What classify_jsonl keeps of a record's members. */
+struct jsonl_rec {
+	const char *id;		/* its JSON text, in the line */
+	size_t idlen;
+	char *ep;		/* decoded endpoint, or NULL */
+	int body_str;		/* "body" is present and a string */
+	char *body;		/* decoded body, reused from line to line */
+	size_t blen, bcap;
+};
+
+static void
+jsonl_member(void *ud, const struct json_member *m)
+{
+	struct jsonl_rec *r = ud;
+
+	if (strcmp(m->key, "id") == 0) {
+		r->id = m->raw;
+		r->idlen = m->rawlen;
+	} else if (strcmp(m->key, "endpoint") == 0) {
+		free(r->ep);
+		r->ep = m->str != NULL ? xstrndup(m->str, m->slen) : NULL;
+	} else if (strcmp(m->key, "body") == 0) {
+		r->body_str = m->str != NULL;
+		if (m->str == NULL)
+			return;
+		if (m->slen + 1 > r->bcap) {
+			if (r->body != NULL)
+				memset(r->body, 0, r->bcap);
+			free(r->body);
+			r->bcap = m->slen + 1;
+			r->body = xmalloc(r->bcap);
+		}
+		memcpy(r->body, m->str, m->slen);
+		r->body[m->slen] = '\0';
+		r->blen = m->slen;
+	}
+}
+
+/* The id as the result line shows it: a plain string or integer as
+ * written, anything else as jansson writes it compactly. */
+static char *
+jsonl_id(const struct jsonl_rec *r)
+{
+	size_t i;
+	json_t *v;
+	char *out;
+
+	if (r->id == NULL)
+		return xstrdup("null");
+	if (r->idlen >= 2 && r->id[0] == '"' &&
+	    memchr(r->id, '\\', r->idlen) == NULL)
+		return xstrndup(r->id, r->idlen);
+	for (i = 0; i < r->idlen && r->id[i] >= '0' && r->id[i] <= '9'; i++)
+		;
+	if (i == r->idlen && i < 19 && (r->id[0] != '0' || i == 1))
+		return xstrndup(r->id, r->idlen);
+	v = json_loadb(r->id, r->idlen, JSON_DECODE_ANY, NULL);
+	out = v != NULL ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+	json_decref(v);
+	return out != NULL ? out : xstrdup("null");
+}
+
 static int
 classify_jsonl(struct classify_ctx *C, FILE *in)
 {
-	char *line = NULL;
+	char *line = NULL, *id_json;
 	size_t cap = 0;
 	ssize_t n;
 	unsigned long lineno = 0;
 	int bad = 0;
+	struct jsonl_rec r;
 
+	memset(&r, 0, sizeof(r));
 	while ((n = getline(&line, &cap, in)) >= 0) {
-		json_error_t je;
-		json_t *o, *id, *body, *epn;
-		char *id_json = NULL;
 		char perr[128];
 
 		lineno++;
@@ -466,37 +527,35 @@ classify_jsonl(struct classify_ctx *C, FILE *in)
 			line[--n] = '\0';
 		if (n == 0)
 			continue;
-		/* The line holds a whole request as a string: the fast strict
-		 * parser of extract.h reads it several times faster than
-		 * jansson's. */
-		(void)je;
-		o = request_parse(line, (size_t)n, 64, perr, sizeof(perr));
-		if (o == NULL || !json_is_object(o)) {
+		/* The record is read in place, not built as a tree: its body
+		 * (a whole request as a string) is decoded once, into a
+		 * buffer kept from line to line. */
+		r.id = NULL;
+		r.body_str = 0;
+		free(r.ep);
+		r.ep = NULL;
+		if (json_object_members(line, (size_t)n, 64, jsonl_member, &r,
+		    perr, sizeof(perr)) < 0) {
 			fprintf(C->out, "{\"id\":null,\"error\":\"line %lu is not "
 			    "a JSON object\"}\n", lineno);
-			json_decref(o);
 			bad = 1;
 			continue;
 		}
-		id = json_object_get(o, "id");
-		if (id != NULL)
-			id_json = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
-		body = json_object_get(o, "body");
-		epn = json_object_get(o, "endpoint");
-		if (!json_is_string(body)) {
+		id_json = jsonl_id(&r);
+		if (!r.body_str) {
 			fprintf(C->out, "{\"id\":%s,\"error\":\"line %lu has no "
-			    "\\\"body\\\" string\"}\n", id_json ? id_json :
-			    "null", lineno);
+			    "\\\"body\\\" string\"}\n", id_json, lineno);
 			bad = 1;
-		} else if (classify_one(C, id_json ? id_json : "null",
-		    json_string_value(body), json_string_length(body),
-		    json_is_string(epn) ? json_string_value(epn) : NULL) < 0) {
+		} else if (classify_one(C, id_json, r.body, r.blen, r.ep) < 0) {
 			bad = 1;
 		}
 		free(id_json);
-		json_decref(o);
 	}
 	free(line);
+	free(r.ep);
+	if (r.body != NULL)	/* it held a request: wipe, as the scan does */
+		memset(r.body, 0, r.bcap);
+	free(r.body);
 	return bad;
 }
 

@@ -679,6 +679,18 @@ fail_obj:
 	return v;
 }
 
+/* The message for a failed parse, as request_parse writes it. */
+static void
+jp_error(const struct jp *p, int max_depth, char *err, size_t errlen)
+{
+	if (strcmp(p->why, "nesting too deep") == 0)
+		snprintf(err, errlen, "JSON nesting deeper than %d (at byte %zu)",
+		    max_depth, p->at);
+	else
+		snprintf(err, errlen, "invalid JSON at byte %zu: %s", p->at,
+		    p->why);
+}
+
 json_t *
 request_parse(const char *body, size_t len, int max_depth, char *err,
     size_t errlen)
@@ -711,15 +723,106 @@ request_parse(const char *body, size_t len, int max_depth, char *err,
 	}
 	free(p.buf);
 	if (root == NULL) {
-		if (strcmp(p.why, "nesting too deep") == 0)
-			snprintf(err, errlen, "JSON nesting deeper than %d "
-			    "(at byte %zu)", max_depth, p.at);
-		else
-			snprintf(err, errlen, "invalid JSON at byte %zu: %s",
-			    p.at, p.why);
+		jp_error(&p, max_depth, err, errlen);
 		return NULL;
 	}
 	return root;
+}
+
+int
+json_object_members(const char *text, size_t len, int max_depth,
+    member_cb cb, void *ud, char *err, size_t errlen)
+{
+	struct jp p;
+	const unsigned char *s = (const unsigned char *)text;
+	char kbuf[256], *key = NULL;
+	int rc = -1;
+
+	if (max_depth <= 0)
+		max_depth = DEFAULT_MAX_DEPTH;
+	memset(&p, 0, sizeof(p));
+	p.s = s;
+	p.n = len;
+	p.max_depth = max_depth;
+	p.depth = 1;
+	jp_ws(&p);
+	if (p.i >= p.n || s[p.i] != '{') {
+		snprintf(err, errlen, "not a JSON object");
+		return -1;
+	}
+	p.i++;
+	jp_ws(&p);
+	if (p.i < p.n && s[p.i] == '}') {
+		p.i++;
+		goto end;
+	}
+	for (;;) {
+		struct json_member m;
+		const char *k;
+		size_t kl, vs;
+
+		jp_ws(&p);
+		if (p.i >= p.n || s[p.i] != '"')
+			goto bad;
+		if (jp_string(&p, &k, &kl) < 0)
+			goto fail;
+		/* the key must outlive the value's decoding */
+		key = kl < sizeof(kbuf) ? kbuf : xmalloc(kl + 1);
+		memcpy(key, k, kl);
+		key[kl] = '\0';
+		jp_ws(&p);
+		if (p.i >= p.n || s[p.i] != ':')
+			goto bad;
+		p.i++;
+		jp_ws(&p);
+		vs = p.i;
+		memset(&m, 0, sizeof(m));
+		if (p.i < p.n && s[p.i] == '"') {
+			if (jp_string(&p, &m.str, &m.slen) < 0)
+				goto fail;
+		} else {
+			json_t *v = jp_value(&p);
+
+			if (v == NULL)
+				goto fail;
+			json_decref(v);
+		}
+		m.key = key;
+		m.klen = kl;
+		m.raw = text + vs;
+		m.rawlen = p.i - vs;
+		cb(ud, &m);
+		if (key != kbuf)
+			free(key);
+		key = NULL;
+		jp_ws(&p);
+		if (p.i < p.n && s[p.i] == ',') {
+			p.i++;
+			continue;
+		}
+		if (p.i < p.n && s[p.i] == '}') {
+			p.i++;
+			break;
+		}
+		goto bad;
+	}
+end:
+	jp_ws(&p);
+	if (p.i < p.n) {
+		jp_fail(&p, "trailing data after the JSON value");
+		goto fail;
+	}
+	rc = 0;
+	goto out;
+bad:
+	jp_fail(&p, "expected '\"', ':', ',' or '}' in object");
+fail:
+	jp_error(&p, max_depth, err, errlen);
+out:
+	if (key != NULL && key != kbuf)
+		free(key);
+	free(p.buf);
+	return rc;
 }
 
 /* Any JSON value (tool-call arguments), with the same checks; NULL if

@@ -24,6 +24,23 @@ const char *endpoint_path(enum endpoint ep);
 json_t *request_parse(const char *body, size_t len, int max_depth,
     char *err, size_t errlen);
 
+/* One member of a JSON object read in place (json_object_members). */
+struct json_member {
+	const char *key;	/* decoded, NUL-terminated */
+	size_t klen;
+	const char *raw;	/* the value's JSON text, as written */
+	size_t rawlen;
+	const char *str;	/* a string value decoded (valid during the */
+	size_t slen;		/* callback only); NULL for other values */
+};
+typedef void (*member_cb)(void *ud, const struct json_member *m);
+
+/* The members of the JSON object in text, in order, without building it
+ * (a JSONL record holding a whole request as one string). Validated like
+ * request_parse; returns 0, or -1 with the reason in err. */
+int json_object_members(const char *text, size_t len, int max_depth,
+    member_cb cb, void *ud, char *err, size_t errlen);
+
 typedef void (*text_cb)(void *ud, const char *text, size_t len);
 /* Call cb for every text; returns the number of texts, or -1 if the shape
  * is invalid for the endpoint (err says why). */
