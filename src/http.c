@@ -23,6 +23,8 @@ struct http_parser {
 	/* header being assembled: llhttp may split fields and values */
 	char *field, *value, *url, *status_text;
 	size_t flen, vlen, ulen;
+	size_t fcap, vcap, ucap;	/* field and value buffers are reused */
+	int fpending;		/* a field is being assembled */
 	int err_status;
 	char err[128];
 };
@@ -38,23 +40,44 @@ http_head_init(struct http_head *hd, int is_request)
 void
 http_head_clear(struct http_head *hd)
 {
-	size_t i;
 	int isreq = hd->is_request;
 
-	for (i = 0; i < hd->nh; i++) {
-		free(hd->h[i].name);
-		free(hd->h[i].value);
-	}
 	free(hd->h);
+	free(hd->buf);
 	free(hd->method);
 	free(hd->url);
 	http_head_init(hd, isreq);
 }
 
 void
+http_head_reset(struct http_head *hd)
+{
+	struct http_header *h = hd->h;
+	char *buf = hd->buf;
+	size_t cap = hd->cap, bcap = hd->bcap;
+	int isreq = hd->is_request;
+
+	free(hd->method);
+	free(hd->url);
+	http_head_init(hd, isreq);
+	hd->h = h;
+	hd->cap = cap;
+	hd->buf = buf;
+	hd->bcap = bcap;
+}
+
+/*
+ * Every name and value lives in one buffer: two allocations per header
+ * (and two frees) were a visible share of a proxied request. When the
+ * buffer moves, the pointers into it move with it.
+ */
+void
 http_head_add(struct http_head *hd, const char *name, size_t nlen,
     const char *value, size_t vlen)
 {
+	size_t need, i;
+	char *q;
+
 	if (hd->nh == hd->cap) {
 		hd->cap = hd->cap ? hd->cap * 2 : 16;
 		hd->h = xrealloc(hd->h, hd->cap * sizeof(*hd->h));
@@ -66,8 +89,26 @@ http_head_add(struct http_head *hd, const char *name, size_t nlen,
 		value++;
 		vlen--;
 	}
-	hd->h[hd->nh].name = xstrndup(name, nlen);
-	hd->h[hd->nh].value = xstrndup(value, vlen);
+	need = hd->blen + nlen + vlen + 2;
+	if (need > hd->bcap) {
+		hd->bcap = need > 2 * hd->bcap ? need + 256 : 2 * hd->bcap;
+		hd->buf = xrealloc(hd->buf, hd->bcap);
+		/* The strings sit back to back, in order: walk them. */
+		for (i = 0, q = hd->buf; i < hd->nh; i++) {
+			hd->h[i].name = q;
+			q += strlen(q) + 1;
+			hd->h[i].value = q;
+			q += strlen(q) + 1;
+		}
+	}
+	hd->h[hd->nh].name = hd->buf + hd->blen;
+	memcpy(hd->buf + hd->blen, name, nlen);
+	hd->blen += nlen;
+	hd->buf[hd->blen++] = '\0';
+	hd->h[hd->nh].value = hd->buf + hd->blen;
+	memcpy(hd->buf + hd->blen, value, vlen);
+	hd->blen += vlen;
+	hd->buf[hd->blen++] = '\0';
 	hd->nh++;
 }
 
@@ -157,14 +198,17 @@ fail(struct http_parser *p, int status, const char *why)
 
 /* Appends to a growing string, bounded by the head limit. */
 static int
-append(struct http_parser *p, char **s, size_t *len, const char *at,
-    size_t n)
+append(struct http_parser *p, char **s, size_t *len, size_t *cap,
+    const char *at, size_t n)
 {
 	p->head_bytes += n;
 	if (p->head_bytes > p->max_head)
 		return fail(p, p->head.is_request ? 431 : 502,
 		    "header section too large");
-	*s = xrealloc(*s, *len + n + 1);
+	if (*len + n + 1 > *cap) {
+		*cap = *len + n + 1 < 64 ? 64 : 2 * (*len + n + 1);
+		*s = xrealloc(*s, *cap);
+	}
 	memcpy(*s + *len, at, n);
 	*len += n;
 	(*s)[*len] = '\0';
@@ -185,27 +229,22 @@ on_url(llhttp_t *ll, const char *at, size_t n)
 {
 	struct http_parser *p = P(ll);
 
-	return append(p, &p->url, &p->ulen, at, n);
+	return append(p, &p->url, &p->ulen, &p->ucap, at, n);
 }
 
 static int
 flush_header(struct http_parser *p)
 {
-	if (p->field == NULL)
+	if (!p->fpending)
 		return 0;
+	p->fpending = 0;
 	if (p->head.nh >= p->max_headers) {
-		free(p->field);
-		free(p->value);
-		p->field = p->value = NULL;
 		p->flen = p->vlen = 0;
 		return fail(p, p->head.is_request ? 431 : 502,
 		    "too many header fields");
 	}
-	http_head_add(&p->head, p->field, p->flen, p->value ? p->value : "",
+	http_head_add(&p->head, p->field, p->flen, p->vlen ? p->value : "",
 	    p->vlen);
-	free(p->field);
-	free(p->value);
-	p->field = p->value = NULL;
 	p->flen = p->vlen = 0;
 	return 0;
 }
@@ -216,7 +255,8 @@ on_header_field(llhttp_t *ll, const char *at, size_t n)
 	struct http_parser *p = P(ll);
 
 	p->head_bytes += 4;	/* ": " and CRLF count against the limit */
-	return append(p, &p->field, &p->flen, at, n);
+	p->fpending = 1;
+	return append(p, &p->field, &p->flen, &p->fcap, at, n);
 }
 
 static int
@@ -224,7 +264,7 @@ on_header_value(llhttp_t *ll, const char *at, size_t n)
 {
 	struct http_parser *p = P(ll);
 
-	return append(p, &p->value, &p->vlen, at, n);
+	return append(p, &p->value, &p->vlen, &p->vcap, at, n);
 }
 
 static int
@@ -248,7 +288,7 @@ on_headers_complete(llhttp_t *ll)
 		hd->method = xstrdup(llhttp_method_name(ll->method));
 		hd->url = p->url ? p->url : xstrdup("");
 		p->url = NULL;
-		p->ulen = 0;
+		p->ulen = p->ucap = 0;
 	} else {
 		hd->status = ll->status_code;
 	}
@@ -330,11 +370,10 @@ http_parser_new(int is_request, size_t max_head_bytes, size_t max_headers,
 static void
 clear_partial(struct http_parser *p)
 {
-	free(p->field);
-	free(p->value);
 	free(p->url);
-	p->field = p->value = p->url = NULL;
-	p->flen = p->vlen = p->ulen = 0;
+	p->url = NULL;
+	p->flen = p->vlen = p->ulen = p->ucap = 0;
+	p->fpending = 0;
 }
 
 void
@@ -343,6 +382,8 @@ http_parser_free(struct http_parser *p)
 	if (p == NULL)
 		return;
 	clear_partial(p);
+	free(p->field);
+	free(p->value);
 	http_head_clear(&p->head);
 	free(p);
 }
@@ -350,11 +391,8 @@ http_parser_free(struct http_parser *p)
 void
 http_parser_reset(struct http_parser *p)
 {
-	int isreq = p->head.is_request;
-
 	clear_partial(p);
-	http_head_clear(&p->head);
-	http_head_init(&p->head, isreq);
+	http_head_reset(&p->head);
 	p->head_bytes = 0;
 	p->msg_bytes = 0;
 	p->started = p->head_done = p->complete = 0;
@@ -363,7 +401,7 @@ http_parser_reset(struct http_parser *p)
 	if (llhttp_get_errno(&p->ll) == HPE_PAUSED)
 		llhttp_resume(&p->ll);
 	else if (llhttp_get_errno(&p->ll) != HPE_OK) {
-		llhttp_init(&p->ll, isreq ? HTTP_REQUEST : HTTP_RESPONSE,
+		llhttp_init(&p->ll, p->head.is_request ? HTTP_REQUEST : HTTP_RESPONSE,
 		    &p->settings);
 		p->ll.data = p;
 	}

@@ -27,8 +27,10 @@ struct http_head {
 	char *url;		/* requests: "/v1/chat/completions?x" */
 	int status;		/* responses */
 	int http_major, http_minor;
-	struct http_header *h;
+	struct http_header *h;	/* names and values point into buf */
 	size_t nh, cap;
+	char *buf;		/* "name\0value\0" for each header */
+	size_t blen, bcap;
 	int64_t content_length;	/* -1 when absent */
 	int chunked;
 	int keep_alive;		/* after this message */
@@ -36,6 +38,9 @@ struct http_head {
 
 void http_head_init(struct http_head *hd, int is_request);
 void http_head_clear(struct http_head *hd);	/* frees contents */
+/* Forgets the contents but keeps the buffers for the next message of a
+ * keep-alive connection (no allocation per header once warm). */
+void http_head_reset(struct http_head *hd);
 void http_head_add(struct http_head *hd, const char *name, size_t nlen,
     const char *value, size_t vlen);
 /* First header of that name (case-insensitive) or NULL. */

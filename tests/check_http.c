@@ -238,6 +238,48 @@ START_TEST(test_hop_by_hop)
 }
 END_TEST
 
+/* Names and values share one buffer that grows (and moves) as headers
+ * arrive, byte by byte here, and is reused by the next message. */
+START_TEST(test_many_headers_split_and_reused)
+{
+	struct sink s = { 0 };
+	struct http_parser *p = http_parser_new(1, 65536, 100, &cb, &s);
+	struct evbuffer *b = evbuffer_new();
+	struct http_head *hd;
+	char msg[8192], name[32], want[400];
+	size_t n = 0, i, k;
+	int round;
+
+	for (round = 0; round < 2; round++) {
+		n = (size_t)snprintf(msg, sizeof(msg), "GET /r%d HTTP/1.1\r\n",
+		    round);
+		for (i = 0; i < 40; i++) {
+			memset(want, 'a' + (char)(i % 26), 10 + i * 7);
+			want[10 + i * 7] = '\0';
+			n += (size_t)snprintf(msg + n, sizeof(msg) - n,
+			    "X-H%zu: %s\r\n", i, want);
+		}
+		n += (size_t)snprintf(msg + n, sizeof(msg) - n, "\r\n");
+		for (k = 0; k < n; k++) {
+			evbuffer_add(b, msg + k, 1);
+			http_parser_feed(p, b);
+		}
+		ck_assert_int_eq(s.heads, round + 1);
+		hd = http_parser_head(p);
+		ck_assert_uint_eq(hd->nh, 40);
+		for (i = 0; i < 40; i++) {
+			snprintf(name, sizeof(name), "x-h%zu", i);
+			memset(want, 'a' + (char)(i % 26), 10 + i * 7);
+			want[10 + i * 7] = '\0';
+			ck_assert_str_eq(http_head_get(hd, name), want);
+		}
+		http_parser_reset(p);
+	}
+	http_parser_free(p);
+	evbuffer_free(b);
+}
+END_TEST
+
 /* The printf-free writers produce exactly what printf would. */
 START_TEST(test_add_helpers)
 {
@@ -294,6 +336,7 @@ main(void)
 	tcase_add_test(tc, test_response_truncated);
 	tcase_add_test(tc, test_hop_by_hop);
 	tcase_add_test(tc, test_add_helpers);
+	tcase_add_test(tc, test_many_headers_split_and_reused);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
