@@ -18,14 +18,7 @@
 #include "detect.h"
 
 const char *const nid_type_names[NID_COUNT] = {
-	"national_id.fr_nir", "national_id.de_tax_id",
-	"national_id.it_fiscal_code", "national_id.es_dni",
-	"national_id.es_nie", "national_id.nl_bsn",
-	"national_id.be_national_number", "national_id.pl_pesel",
-	"national_id.se_personnummer", "national_id.uk_nino",
-	"national_id.uk_nhs_number", "national_id.at_social_security",
-	"national_id.fi_hetu", "national_id.dk_cpr", "national_id.pt_nif",
-	"national_id.ie_pps",
+	NID_TYPES(NID_NAME_)
 };
 
 static inline int isdig(int c) { return c >= '0' && c <= '9'; }

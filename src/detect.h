@@ -42,11 +42,31 @@ enum {
 };
 #define LX_FLAGS (LX_STEM | LX_UPPER | LX_ANYSTART | LX_ANYEND)
 
-/* National identifier types: bit positions in a context word's ids mask. */
+/* National identifier types, listed once: the enum (bit positions in a
+ * context word's ids mask), their finding type names (nid_type_names) and
+ * their place among classify_builtin_types all come from this list. */
+#define NID_TYPES(X)							\
+	X(FR_NIR, "national_id.fr_nir")					\
+	X(DE_TAX, "national_id.de_tax_id")				\
+	X(IT_CF, "national_id.it_fiscal_code")				\
+	X(ES_DNI, "national_id.es_dni")					\
+	X(ES_NIE, "national_id.es_nie")					\
+	X(NL_BSN, "national_id.nl_bsn")					\
+	X(BE_NN, "national_id.be_national_number")			\
+	X(PL_PESEL, "national_id.pl_pesel")				\
+	X(SE_PNR, "national_id.se_personnummer")			\
+	X(UK_NINO, "national_id.uk_nino")				\
+	X(UK_NHS, "national_id.uk_nhs_number")				\
+	X(AT_SVNR, "national_id.at_social_security")			\
+	X(FI_HETU, "national_id.fi_hetu")				\
+	X(DK_CPR, "national_id.dk_cpr")					\
+	X(PT_NIF, "national_id.pt_nif")					\
+	X(IE_PPS, "national_id.ie_pps")
+
+#define NID_ENUM_(id, name) NID_##id,
+#define NID_NAME_(id, name) name,
 enum nid {
-	NID_FR_NIR, NID_DE_TAX, NID_IT_CF, NID_ES_DNI, NID_ES_NIE, NID_NL_BSN,
-	NID_BE_NN, NID_PL_PESEL, NID_SE_PNR, NID_UK_NINO, NID_UK_NHS,
-	NID_AT_SVNR, NID_FI_HETU, NID_DK_CPR, NID_PT_NIF, NID_IE_PPS,
+	NID_TYPES(NID_ENUM_)
 	NID_COUNT
 };
 #define NID_ALL	((1u << NID_COUNT) - 1)
