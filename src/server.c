@@ -597,6 +597,20 @@ log_wait_timeout(evutil_socket_t fd, short what, void *arg)
 	    "nothing was forwarded");
 }
 
+/* A request's one timer: first the wait for its decision row, then the
+ * upstream attempts (one event for both; it was freed and made again per
+ * request). */
+static void
+request_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct request *r = arg;
+
+	if (r->log_pending)
+		log_wait_timeout(fd, what, arg);
+	else
+		utimer_cb(fd, what, arg);
+}
+
 static void
 on_logged(void *arg, int ok)
 {
@@ -609,9 +623,9 @@ on_logged(void *arg, int ok)
 	}
 	if (r->c == NULL || r->c->req != r || r->status != 0)
 		return;	/* answered already (timed out) */
-	/* From here the timer guards the upstream attempts. */
-	event_free(r->utimer);
-	r->utimer = evtimer_new(r->w->base, utimer_cb, r);
+	/* From here the timer guards the upstream attempts (log_pending
+	 * is 0: request_timer_cb sends it to utimer_cb). */
+	evtimer_del(r->utimer);
 	if (!ok) {
 		metrics_denial("decision_log_unavailable", 1);
 		snprintf(r->action, sizeof(r->action), "error");
@@ -794,7 +808,7 @@ handle_api(struct request *r)
 	d = make_decision_row(r, "allow", NULL);
 	/* Values exist only for this request: forget them now. */
 	scan_reset(sc);
-	r->utimer = evtimer_new(r->w->base, log_wait_timeout, r);
+	r->utimer = evtimer_new(r->w->base, request_timer_cb, r);
 	tv_ms(&tv, lim->log_timeout_ms > 0 ? lim->log_timeout_ms : 5000);
 	r->log_pending = 1;
 	/* on_logged runs once the row is committed, or with ok = 0 if the
