@@ -3,7 +3,8 @@
  * every endpoint, and classification (with a custom word list and regex),
  * on arbitrary bytes. Also feeds the raw bytes straight to the scanner,
  * which must cope with anything, valid UTF-8 or not. request_parse is
- * checked against jansson's own reader on every input.
+ * checked against jansson's own reader on every input, and the in-place
+ * reader json_object_members against both.
  *
  * Built and run by tests/fuzz/run.sh, never by `make check`.
  */
@@ -17,6 +18,24 @@
 
 static struct classifier *clf;
 static struct scan *sc;
+
+/* json_object_members: each member's raw text must read (with jansson)
+ * as the value, and a string's decoded text must be that string. */
+static void
+member_check(void *ud, const struct json_member *m)
+{
+	json_t *v = json_loadb(m->raw, m->rawlen, JSON_DECODE_ANY |
+	    JSON_ALLOW_NUL, NULL);
+
+	(*(size_t *)ud)++;
+	if (v == NULL || strlen(m->key) != m->klen)
+		abort();
+	if (m->str != NULL && (!json_is_string(v) ||
+	    json_string_length(v) != m->slen ||
+	    memcmp(json_string_value(v), m->str, m->slen) != 0))
+		abort();
+	json_decref(v);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -66,6 +85,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		}
 		json_decref(ref);
+	}
+	{
+		/* the in-place reader accepts what request_parse accepts,
+		 * with a callback for every member */
+		size_t nm = 0;
+		int rc = json_object_members((const char *)data, size, 64,
+		    member_check, &nm, err, sizeof(err));
+
+		if ((rc == 0) != (root != NULL) ||
+		    (root != NULL && nm < json_object_size(root)))
+			abort();
 	}
 	if (root == NULL)
 		return 0;
