@@ -18,6 +18,45 @@
 #include "classify.h"
 #include "extract.h"
 
+/* A record's members as classify --jsonl reads them: in place, the body
+ * decoded once into a buffer kept from line to line. */
+struct rec {
+	const char *id;
+	size_t idlen;
+	enum endpoint ep;
+	char *body;
+	size_t blen, bcap;
+	int have_body;
+};
+
+static void
+member(void *ud, const struct json_member *m)
+{
+	struct rec *r = ud;
+
+	if (strcmp(m->key, "id") == 0) {
+		r->id = m->raw;
+		r->idlen = m->rawlen;
+	} else if (strcmp(m->key, "endpoint") == 0 && m->str != NULL) {
+		char ep[64];
+
+		snprintf(ep, sizeof(ep), "%.*s", (int)m->slen, m->str);
+		r->ep = endpoint_from_path(ep);
+	} else if (strcmp(m->key, "body") == 0 && m->str != NULL) {
+		if (m->slen + 1 > r->bcap) {
+			free(r->body);
+			r->bcap = m->slen + 1;
+			r->body = malloc(r->bcap);
+			if (r->body == NULL)
+				abort();
+		}
+		memcpy(r->body, m->str, m->slen);
+		r->body[m->slen] = '\0';
+		r->blen = m->slen;
+		r->have_body = 1;
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -31,6 +70,7 @@ main(int argc, char **argv)
 	double t_class = 0;
 	size_t bytes = 0, texts = 0;
 	struct timespec a, b;
+	struct rec rec;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-q") == 0)
@@ -47,39 +87,28 @@ main(int argc, char **argv)
 	}
 	if (c == NULL)
 		return 2;
+	memset(&rec, 0, sizeof(rec));
 	while ((n = getline(&line, &cap, in)) > 0) {
-		/* the record line is parsed with request_parse too: jansson's
-		 * own reader would dominate the whole process */
-		json_t *rec = request_parse(line, (size_t)n, 64, err,
-		    sizeof(err)), *body, *ep;
-		const char *id;
-		enum endpoint endp;
 		int r;
 
-		if (rec == NULL)
+		rec.id = NULL;
+		rec.ep = EP_CHAT;
+		rec.have_body = 0;
+		if (json_object_members(line, (size_t)n, 64, member, &rec, err,
+		    sizeof(err)) < 0 || !rec.have_body)
 			continue;
-		id = json_string_value(json_object_get(rec, "id"));
-		ep = json_object_get(rec, "endpoint");
-		endp = json_is_string(ep) ?
-		    endpoint_from_path(json_string_value(ep)) : EP_CHAT;
-		body = json_object_get(rec, "body");
-		if (!json_is_string(body)) {
-			json_decref(rec);
-			continue;
-		}
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		for (r = 0; r < repeat; r++) {
-			json_t *root = request_parse(json_string_value(body),
-			    json_string_length(body), 64, err, sizeof(err));
+			json_t *root = request_parse(rec.body, rec.blen, 64,
+			    err, sizeof(err));
 
 			scan_reset(s);
-			if (root != NULL && !parse_only) {
-				if (classify_request(c, s, root, endp, err,
-				    sizeof(err)) < 0)
-					err[0] = err[0];
-				json_decref(root);
-			}
-			bytes += json_string_length(body);
+			if (root != NULL && !parse_only &&
+			    classify_request(c, s, root, rec.ep, err,
+			    sizeof(err)) < 0)
+				err[0] = err[0];
+			json_decref(root);
+			bytes += rec.blen;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		t_class += (double)(b.tv_sec - a.tv_sec) +
@@ -87,22 +116,18 @@ main(int argc, char **argv)
 		texts++;
 		if (!quiet) {
 			char *f = scan_findings_json(s);
-			json_t *o = json_pack("{s:s?}", "id", id);
-			char *ids = json_dumps(o, JSON_COMPACT);
 
-			/* {"id":"x"} -> {"id":"x","findings":{...}} */
-			ids[strlen(ids) - 1] = '\0';
-			printf("%s,\"findings\":%s}\n", ids, f);
-			free(ids);
+			printf("{\"id\":%.*s,\"findings\":%s}\n",
+			    rec.id ? (int)rec.idlen : 4, rec.id ? rec.id :
+			    "null", f);
 			free(f);
-			json_decref(o);
 		}
-		json_decref(rec);
 	}
 	fprintf(stderr, "records %zu, body bytes %zu, parse+classify %.3f s, "
 	    "%.1f MB/s\n", texts, bytes, t_class,
 	    t_class > 0 ? bytes / t_class / 1e6 : 0.0);
 	free(line);
+	free(rec.body);
 	scan_free(s);
 	classifier_free(c);
 	return 0;
