@@ -955,14 +955,17 @@ det_nid_numeric(const struct dtext *t)
 /* ------------------------------------------------------------------ */
 /* national identifiers: forms with letters                            */
 
-/* Token of word characters around [a, b). */
+/* Token of word characters around [a, b), looked for at most max bytes
+ * each way: a token found longer than max on a side may be cut there. */
 static void
-token_bounds(const struct dtext *t, size_t a, size_t b, size_t *ta,
-    size_t *tb)
+token_bounds(const struct dtext *t, size_t a, size_t b, size_t max,
+    size_t *ta, size_t *tb)
 {
-	while (a > 0 && isaln(t->s[a - 1]))
+	size_t a0 = a, b0 = b;
+
+	while (a > 0 && a0 - a <= max && isaln(t->s[a - 1]))
 		a--;
-	while (b < t->n && isaln(t->s[b]))
+	while (b < t->n && b - b0 <= max && isaln(t->s[b]))
 		b++;
 	*ta = a;
 	*tb = b;
@@ -1182,7 +1185,9 @@ det_nid_alpha(const struct dtext *t)
 		 * runs was quadratic in the token's length. */
 		if (last_tok != (size_t)-1 && a >= last_tok && b <= last_tb)
 			continue;
-		token_bounds(t, a, b, &ta, &tb);
+		/* only tokens of 15 or 16 count: no need to measure longer
+		 * ones (identifiers, hashes) to their ends */
+		token_bounds(t, a, b, 16, &ta, &tb);
 		if (ta == last_tok)
 			continue;
 		last_tok = ta;
