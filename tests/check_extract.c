@@ -231,6 +231,49 @@ START_TEST(test_classify_request)
 }
 END_TEST
 
+/*
+ * Strings decoded 64 bytes at a time: every kind of escape at every offset
+ * around the chunk edges, in strings long enough to take that path, read
+ * as jansson reads them; and broken ones refused as jansson refuses them.
+ */
+START_TEST(test_long_escaped_strings)
+{
+	static const char *const esc[] = {"\\\"", "\\\\", "\\n",
+	    "\\/", "\\t", "\\u00e9", "\\ud83d\\ude00", "\xc3\xa9",
+	    "\\", "\\x", "\x01", "\\u12", "\\udc00"};
+	char buf[512], err[256];
+	size_t e, off, len;
+
+	for (e = 0; e < sizeof(esc) / sizeof(esc[0]); e++)
+		for (len = 120; len <= 260; len += 70)
+			for (off = 50; off < 140; off++) {
+				json_t *a, *b;
+				size_t n, k;
+
+				n = (size_t)snprintf(buf, sizeof(buf), "{\"k\":\"");
+				for (k = 0; k < len; k++) {
+					if (k == off)
+						n += (size_t)snprintf(buf + n,
+						    sizeof(buf) - n, "%s", esc[e]);
+					buf[n++] = k % 7 == 3 ? '\\' : 'a';
+					if (k % 7 == 3)
+						buf[n++] = k % 2 ? 'n' : '"';
+				}
+				n += (size_t)snprintf(buf + n, sizeof(buf) - n,
+				    "\"}");
+				a = json_loadb(buf, n, 0, NULL);
+				b = request_parse(buf, n, 64, err, sizeof(err));
+				ck_assert_msg((a == NULL) == (b == NULL),
+				    "acceptance differs: %s", buf);
+				if (a != NULL)
+					ck_assert_msg(json_equal(a, b),
+					    "value differs: %s", buf);
+				json_decref(a);
+				json_decref(b);
+			}
+}
+END_TEST
+
 static Suite *
 extract_suite(void)
 {
@@ -242,6 +285,7 @@ extract_suite(void)
 	tcase_add_test(tc, test_chat);
 	tcase_add_test(tc, test_embeddings_fim);
 	tcase_add_test(tc, test_classify_request);
+	tcase_add_test(tc, test_long_escaped_strings);
 	suite_add_tcase(s, tc);
 	return s;
 }
