@@ -1270,6 +1270,7 @@ struct dlog {
 	pthread_cond_t ckcv;
 	int ckwanted;		/* under ckmu: the WAL has grown */
 	atomic_int ckasked;	/* the writer asked since the last checkpoint */
+	atomic_int ckhold;	/* a RESTART waits: start no transaction */
 };
 
 #define DLOG_CHECKPOINT_PAGES	1000
@@ -1308,11 +1309,11 @@ wal_grew(void *arg, sqlite3 *db, const char *name, int pages)
  * without bound (1.6 GB in 8 s of benchmark), and every append extended it,
  * which costs the filesystem a zeroed block per page. So: PASSIVE copies the
  * bulk without blocking anyone, then RESTART copies the few frames written
- * meanwhile while holding the writer off (it waits at most
- * DLOG_RESTART_WAIT_MS for the writer's transaction to end), and the next
+ * meanwhile while holding the writer off (the writer starts no transaction
+ * while ckhold is set, at most DLOG_RESTART_WAIT_MS), and the next
  * transaction writes the WAL from its start. The writer is held for that
- * short tail and the database fsync; its busy handler polls finely so it
- * resumes as soon as the lock is free.
+ * short tail and the database fsync; it polls finely so it resumes as soon
+ * as the checkpoint is done.
  */
 static void
 checkpoint_once(struct dlog *l)
@@ -1323,10 +1324,27 @@ checkpoint_once(struct dlog *l)
 	    &logged, &copied);
 	if (logged < DLOG_CHECKPOINT_PAGES)
 		return;
+	/* The writer re-takes the write lock right after each commit, so
+	 * under load RESTART starved; ckhold keeps it from starting a new
+	 * transaction until this is done (writer_wait_checkpoint). */
+	atomic_store(&l->ckhold, 1);
 	sqlite3_busy_timeout(l->ckdb, DLOG_RESTART_WAIT_MS);
 	sqlite3_wal_checkpoint_v2(l->ckdb, NULL, SQLITE_CHECKPOINT_RESTART,
 	    NULL, NULL);
 	sqlite3_busy_timeout(l->ckdb, 0);
+	atomic_store(&l->ckhold, 0);
+}
+
+/* Before a transaction: let a pending RESTART through (bounded wait). */
+static void
+writer_wait_checkpoint(struct dlog *l)
+{
+	struct timespec ts = { 0, 100000L };	/* 100 us */
+	int i;
+
+	for (i = 0; i < DLOG_RESTART_WAIT_MS * 10 && atomic_load(&l->ckhold);
+	    i++)
+		nanosleep(&ts, NULL);
 }
 
 static void *
@@ -1600,8 +1618,10 @@ writer_main(void *arg)
 		stop = l->stop;
 		pthread_mutex_unlock(&l->mu);
 
-		if (list != NULL)
+		if (list != NULL) {
+			writer_wait_checkpoint(l);
 			write_batch(l, list);
+		}
 		else if (stop)
 			break;
 		else if (!atomic_load(&l->healthy))
