@@ -1377,10 +1377,11 @@ checkpointer_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
+		/* A request made during the gap (ckwanted) is kept: the
+		 * writer asks once per checkpoint (ckasked). */
 		while (!atomic_load(&l->ckstop) &&
 		    pthread_cond_timedwait(&l->ckcv, &l->ckmu, &ts) == 0)
 			;
-		l->ckwanted = 0;
 	}
 	pthread_mutex_unlock(&l->ckmu);
 	return NULL;
