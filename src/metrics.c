@@ -24,7 +24,9 @@ struct series {
 	uint64_t bucket[NBUCKETS];
 	uint64_t count;
 	double sum;
-	struct series *next;
+	struct series *next;	/* rendering order: one metric together */
+	struct series *hnext;	/* hash chain */
+	uint64_t hash;
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -52,19 +54,46 @@ esc(char *out, size_t outlen, const char *v)
 	out[o] = '\0';
 }
 
+/*
+ * Series are found through a hash of name and labels: every request
+ * updates a few, and walking the list comparing strings grew with the
+ * number of clients, levels, backends and statuses seen.
+ */
+#define HBUCKETS 1024
+static struct series *htab[HBUCKETS];
+
+static uint64_t
+series_hash(const char *name, const char *labels)
+{
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	h = (h ^ 0x01) * 1099511628211ULL;
+	for (p = (const unsigned char *)labels; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return h;
+}
+
 /* Caller holds mu. */
 static struct series *
 get(const char *name, const char *labels, int hist)
 {
 	struct series *s;
+	uint64_t h = series_hash(name, labels);
 
-	for (s = all; s; s = s->next)
-		if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0)
+	for (s = htab[h % HBUCKETS]; s; s = s->hnext)
+		if (s->hash == h && strcmp(s->name, name) == 0 &&
+		    strcmp(s->labels, labels) == 0)
 			return s;
 	s = xcalloc(1, sizeof(*s));
 	s->name = xstrdup(name);
 	s->labels = xstrdup(labels);
 	s->hist = hist;
+	s->hash = h;
+	s->hnext = htab[h % HBUCKETS];
+	htab[h % HBUCKETS] = s;
 	/* Keep series of one metric together for rendering. */
 	{
 		struct series **pp = &all, *last = NULL;
