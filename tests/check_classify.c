@@ -10,6 +10,7 @@
 #include "classify.h"
 #include "detect.h"
 #include "diag.h"
+#include "testutil.h"
 
 static struct classifier *clf;
 static struct scan *sc;
@@ -477,11 +478,5 @@ classify_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(classify_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(classify_suite());
 }

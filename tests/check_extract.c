@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "extract.h"
+#include "testutil.h"
 
 static json_t *
 parse(const char *body, char *err)
@@ -293,11 +294,5 @@ extract_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(extract_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(extract_suite());
 }
