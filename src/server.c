@@ -119,7 +119,7 @@ struct request {
 	char id[37];
 	char path[128];		/* for the access log */
 	const struct client_def *client;
-	char client_name[128];
+	const char *client_name;	/* r->client's, from r->snap */
 	enum endpoint ep;
 	json_t *json;
 	char *model;
@@ -661,8 +661,7 @@ authenticate(struct request *r)
 			r->client = config_find_client_by_cert(r->snap->cfg, md);
 		if (r->client == NULL)
 			return -1;
-		snprintf(r->client_name, sizeof(r->client_name), "%s",
-		    r->client->name);
+		r->client_name = r->client->name;
 		return 0;
 	}
 	if (h == NULL || ascii_ncasecmp(h, "Bearer ", 7) != 0)
@@ -673,7 +672,7 @@ authenticate(struct request *r)
 	r->client = config_find_client(r->snap->cfg, key, strlen(key));
 	if (r->client == NULL)
 		return -1;
-	snprintf(r->client_name, sizeof(r->client_name), "%s", r->client->name);
+	r->client_name = r->client->name;
 	return 0;
 }
 
