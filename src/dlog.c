@@ -586,86 +586,73 @@ dlog_decision_new(void)
 	&(d)->shadow_json }
 #define OUTCOME_STRINGS(o) { &(o)->attempts_json, &(o)->backend, &(o)->error }
 
-/* Copy each non-NULL *f[i] (and the extra strings) into one block, free
- * the originals, point the fields at the copies. */
-static void *
-pack_strings(char **f[], size_t n, char **extra[], size_t nextra,
-    void *head, size_t headlen)
+static size_t
+str_size(const char *s)
 {
-	size_t i, total = headlen, len;
-	char *block, *p;
-
-	for (i = 0; i < n; i++)
-		if (*f[i])
-			total += strlen(*f[i]) + 1;
-	for (i = 0; i < nextra; i++)
-		if (*extra[i])
-			total += strlen(*extra[i]) + 1;
-	block = xmalloc(total ? total : 1);
-	p = block;
-	if (headlen) {
-		memcpy(p, head, headlen);
-		p += headlen;
-	}
-	for (i = 0; i < n + nextra; i++) {
-		char **fp = i < n ? f[i] : extra[i - n];
-
-		if (*fp == NULL)
-			continue;
-		len = strlen(*fp) + 1;
-		memcpy(p, *fp, len);
-		free(*fp);
-		*fp = p;
-		p += len;
-	}
-	return block;
+	return s ? strlen(s) + 1 : 0;
 }
 
+/* Move the string *fp (if any) to *cur, free the original, point *fp at
+ * the copy. */
+static void
+move_str(char **fp, char **cur)
+{
+	size_t len = str_size(*fp);
+
+	if (len == 0)
+		return;
+	memcpy(*cur, *fp, len);
+	free(*fp);
+	*fp = *cur;
+	*cur += len;
+}
+
+/* The block holds the fingerprint array first (aligned as malloc
+ * aligns), then every string, the fingerprints' type names included. */
 static void
 decision_pack(struct dlog_decision *d)
 {
 	char **f[] = DECISION_STRINGS(d);
-	char ***types = NULL;
-	size_t i, fpbytes = d->nfps * sizeof(struct dlog_fingerprint);
-	struct dlog_fingerprint *fps = d->fps;
+	size_t i, fpbytes = d->nfps * sizeof(*d->fps), total = fpbytes;
+	struct dlog_fingerprint *nf;
+	char *cur;
 
 	if (d->packed)
 		return;
-	/* The fingerprint array goes first in the block (aligned as
-	 * malloc aligns), its type names among the strings. */
-	if (d->nfps) {
-		types = xmalloc(d->nfps * sizeof(*types));
-		for (i = 0; i < d->nfps; i++)
-			types[i] = &fps[i].type;
+	for (i = 0; i < ARRAY_LEN(f); i++)
+		total += str_size(*f[i]);
+	for (i = 0; i < d->nfps; i++)
+		total += str_size(d->fps[i].type);
+	d->packed = xmalloc(total ? total : 1);
+	nf = d->packed;
+	cur = (char *)d->packed + fpbytes;
+	for (i = 0; i < ARRAY_LEN(f); i++)
+		move_str(f[i], &cur);
+	for (i = 0; i < d->nfps; i++) {
+		nf[i] = d->fps[i];
+		move_str(&nf[i].type, &cur);
 	}
-	d->packed = pack_strings(f, sizeof(f) / sizeof(f[0]), types, d->nfps,
-	    fps, fpbytes);
-	free(types);
-	if (d->nfps) {
-		/* The names were moved while still in the old array; the
-		 * copy in the block took the pointers before: redo them. */
-		struct dlog_fingerprint *nf = d->packed;
-
-		for (i = 0; i < d->nfps; i++)
-			nf[i].type = fps[i].type;
-		free(fps);
-		d->fps = nf;
-	} else {
-		free(d->fps);
-		d->fps = NULL;
-	}
+	free(d->fps);
+	d->fps = d->nfps ? nf : NULL;
 }
 
 static void
 outcome_pack(struct dlog_outcome *o)
 {
 	char **f[] = OUTCOME_STRINGS(o);
+	size_t i, total = 0;
+	char *cur;
 
-	if (!o->packed)
-		o->packed = pack_strings(f, sizeof(f) / sizeof(f[0]), NULL, 0,
-		    NULL, 0);
+	if (o->packed)
+		return;
+	for (i = 0; i < ARRAY_LEN(f); i++)
+		total += str_size(*f[i]);
+	o->packed = cur = xmalloc(total ? total : 1);
+	for (i = 0; i < ARRAY_LEN(f); i++)
+		move_str(f[i], &cur);
 }
 
+/* Packed or not: a packed record's fields all point into its block. */
 void
 dlog_decision_free(struct dlog_decision *d)
 {
@@ -673,28 +660,16 @@ dlog_decision_free(struct dlog_decision *d)
 
 	if (d == NULL)
 		return;
-	if (d->packed) {
-		free(d->packed);
-		free(d);
-		return;
+	if (d->packed == NULL) {
+		char **f[] = DECISION_STRINGS(d);
+
+		for (i = 0; i < ARRAY_LEN(f); i++)
+			free(*f[i]);
+		for (i = 0; i < d->nfps; i++)
+			free(d->fps[i].type);
+		free(d->fps);
 	}
-	free(d->client);
-	free(d->endpoint);
-	free(d->model);
-	free(d->findings_json);
-	free(d->declared_level);
-	free(d->level);
-	free(d->level_rule);
-	free(d->policy_name);
-	free(d->action);
-	free(d->reason);
-	free(d->candidates_json);
-	free(d->backend);
-	free(d->backend_facts_json);
-	free(d->shadow_json);
-	for (i = 0; i < d->nfps; i++)
-		free(d->fps[i].type);
-	free(d->fps);
+	free(d->packed);
 	free(d);
 }
 
@@ -711,16 +686,17 @@ dlog_outcome_new(void)
 void
 dlog_outcome_free(struct dlog_outcome *o)
 {
+	size_t i;
+
 	if (o == NULL)
 		return;
-	if (o->packed) {
-		free(o->packed);
-		free(o);
-		return;
+	if (o->packed == NULL) {
+		char **f[] = OUTCOME_STRINGS(o);
+
+		for (i = 0; i < ARRAY_LEN(f); i++)
+			free(*f[i]);
 	}
-	free(o->attempts_json);
-	free(o->backend);
-	free(o->error);
+	free(o->packed);
 	free(o);
 }
 
@@ -745,17 +721,6 @@ ch_null(EVP_MD_CTX *c)
 	EVP_DigestUpdate(c, "n", 1);
 }
 
-/* Decimal digits of v at the end of b; returns where they start. */
-static char *
-ch_decimal(char *end, uint64_t v)
-{
-	do {
-		*--end = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	return end;
-}
-
 /* The encodings are written by hand: snprintf was a tenth of the
  * writer's time. */
 static void
@@ -764,9 +729,7 @@ ch_int(EVP_MD_CTX *c, int64_t v)
 	char b[32], *p = b + sizeof(b) - 1;
 
 	*p = ';';
-	p = ch_decimal(p, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
-	if (v < 0)
-		*--p = '-';
+	p = fmt_i64_before(p, v);
 	*--p = 'i';
 	EVP_DigestUpdate(c, p, (size_t)(b + sizeof(b) - p));
 }
@@ -777,7 +740,7 @@ ch_bytes(EVP_MD_CTX *c, char kind, const void *p, size_t len)
 	char b[32], *q = b + sizeof(b) - 1;
 
 	*q = ':';
-	q = ch_decimal(q, len);
+	q = fmt_u64_before(q, len);
 	*--q = kind;
 	EVP_DigestUpdate(c, q, (size_t)(b + sizeof(b) - q));
 	if (len > 0)

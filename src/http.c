@@ -548,12 +548,8 @@ http_add_str(struct evbuffer *out, const char *s)
 void
 http_add_uint(struct evbuffer *out, uint64_t v)
 {
-	char b[24], *p = b + sizeof(b);
+	char b[24], *p = fmt_u64_before(b + sizeof(b), v);
 
-	do {
-		*--p = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
 	evbuffer_add(out, p, (size_t)(b + sizeof(b) - p));
 }
 

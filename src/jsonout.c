@@ -92,21 +92,6 @@ json_out_string(struct sb *o, const char *s, size_t n)
 	return 0;
 }
 
-static void
-out_int(struct sb *o, json_int_t v)
-{
-	char b[24], *q = b + sizeof(b);
-	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-	do {
-		*--q = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*--q = '-';
-	sb_add(o, q, (size_t)(b + sizeof(b) - q));
-}
-
 /* jansson's jsonp_dtostr at its default precision (17): "%.17g", then a
  * ".0" if it reads as an integer, and no '+' or leading zeros in the
  * exponent. The "C" locale is assumed, as everywhere in sovgate. */
@@ -184,7 +169,7 @@ out_value(struct sb *o, const json_t *j, int depth)
 		return json_out_string(o, json_string_value(j),
 		    json_string_length(j));
 	case JSON_INTEGER:
-		out_int(o, json_integer_value(j));
+		sb_int(o, json_integer_value(j));
 		return 0;
 	case JSON_REAL:
 		return out_real(o, json_real_value(j));

@@ -200,7 +200,7 @@ struct worker {
 	struct event *alog_timer;
 	struct dlog_batch *lb;	/* log rows of this loop turn */
 	struct conn *wdirty;	/* connections with output queued this turn */
-	struct event *lb_ev;	/* end of turn: hands lb over, writes wdirty */
+	struct event *turn_ev;	/* end of turn: hands lb over, writes wdirty */
 	struct conn *conns;
 	int nconns;
 	int draining;
@@ -444,15 +444,6 @@ make_decision_row(struct request *r, const char *action, const char *reason)
 	return d;
 }
 
-/*
- * Decision and outcome rows wait in the worker's batch until the other
- * callbacks of this loop turn have run: lb_ev, activated when the batch
- * gets its first row, goes to the tail of the active queue, behind the
- * turn's other ready connections. One hand-over per turn lets the writer
- * commit those requests together; alone, it committed one decision per
- * transaction and wrote the same pages to the WAL for each. A lone
- * request waits for nothing: its turn ends at once.
- */
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 
 /*
@@ -489,8 +480,16 @@ bev_write_now(struct bufferevent *bev)
 	return 1;
 }
 
-/* The end of a loop turn (see log_batch_kick): the log rows of the turn
- * go to the writer, then the answers queued in it go out. */
+/*
+ * The end of a loop turn. Decision and outcome rows, and answers to
+ * plain-TCP clients, wait until the other callbacks of the turn have run:
+ * turn_ev, activated when there is something to do, goes to the tail of
+ * the active queue, behind the turn's other ready connections. Then the
+ * rows go to the writer in one hand-over, so that it commits those
+ * requests together (alone, it committed one decision per transaction and
+ * wrote the same pages to the WAL for each), and the answers are written.
+ * A lone request waits for nothing: its turn ends at once.
+ */
 static void
 turn_end(evutil_socket_t fd, short what, void *arg)
 {
@@ -512,18 +511,11 @@ turn_end(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Activating an active event is a no-op, so this may run many times a
- * turn; the event runs after the turn's other ready callbacks. */
+ * turn. */
 static void
 turn_end_kick(struct worker *w)
 {
-	event_active(w->lb_ev, 0, 0);
-}
-
-static void
-log_batch_kick(struct worker *w)
-{
-	if (dlog_batch_size(w->lb) == 1)
-		turn_end_kick(w);
+	event_active(w->turn_ev, 0, 0);
 }
 
 /* Bytes were queued on a plain-TCP client connection: write them at the
@@ -813,7 +805,7 @@ handle_api(struct request *r)
 	/* on_logged runs once the row is committed, or with ok = 0 if the
 	 * log refused it (full or failing): then the request fails closed. */
 	dlog_batch_decision(r->w->lb, d, r->w->mb, on_logged, r);
-	log_batch_kick(r->w);
+	turn_end_kick(r->w);
 	evtimer_add(r->utimer, &tv);
 }
 
@@ -1044,7 +1036,6 @@ static char *
 attempts_json(const struct request *r)
 {
 	struct sb b = { NULL, 0, 0 };
-	char num[24];
 	size_t i;
 
 	sb_ch(&b, '[');
@@ -1056,12 +1047,10 @@ attempts_json(const struct request *r)
 		sb_str(&b, ",\"result\":");
 		json_out_string(&b, a->result, strlen(a->result));
 		if (a->ms >= 0) {
-			snprintf(num, sizeof(num), "%d", a->status);
 			sb_str(&b, ",\"status\":");
-			sb_str(&b, num);
-			snprintf(num, sizeof(num), "%lld", (long long)a->ms);
+			sb_int(&b, a->status);
 			sb_str(&b, ",\"ms\":");
-			sb_str(&b, num);
+			sb_int(&b, a->ms);
 		}
 		if (a->error) {
 			sb_str(&b, ",\"error\":");
@@ -1811,7 +1800,7 @@ submit_outcome(struct request *r)
 	o->total_tokens = r->total_tokens;
 	o->error = r->error[0] ? xstrdup(r->error) : NULL;
 	dlog_batch_outcome(r->w->lb, o);
-	log_batch_kick(r->w);
+	turn_end_kick(r->w);
 }
 
 static void
@@ -2659,8 +2648,8 @@ server_run(const char *config_path)
 		w->pool = upstream_pool_new(w->base, w->dns);
 		w->lim = snap->cfg->limits;
 		w->lb = dlog_batch_new();
-		w->lb_ev = event_new(w->base, -1, 0, turn_end, w);
-		if (w->lb_ev == NULL)
+		w->turn_ev = event_new(w->base, -1, 0, turn_end, w);
+		if (w->turn_ev == NULL)
 			fatal("worker %d: event_new failed", i);
 		w->alog = evbuffer_new();
 		w->alog_timer = event_new(w->base, -1, EV_PERSIST,
@@ -2752,7 +2741,7 @@ server_run(const char *config_path)
 
 		event_free(w->alog_timer);
 		evbuffer_free(w->alog);
-		event_free(w->lb_ev);
+		event_free(w->turn_ev);
 		dlog_batch_free(w->lb);
 		upstream_pool_free(w->pool);
 		scan_free(w->scan);

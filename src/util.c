@@ -359,6 +359,25 @@ parse_duration_ms(const char *s, int64_t *out)
 	return 0;
 }
 
+char *
+fmt_u64_before(char *end, uint64_t v)
+{
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return end;
+}
+
+char *
+fmt_i64_before(char *end, int64_t v)
+{
+	end = fmt_u64_before(end, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+	if (v < 0)
+		*--end = '-';
+	return end;
+}
+
 void
 sb_grow(struct sb *b, size_t more)
 {
@@ -393,6 +412,14 @@ sb_ch(struct sb *b, char c)
 	b->p[b->n] = '\0';
 }
 
+void
+sb_int(struct sb *b, int64_t v)
+{
+	char d[24], *p = fmt_i64_before(d + sizeof(d), v);
+
+	sb_add(b, p, (size_t)(d + sizeof(d) - p));
+}
+
 char *
 sb_take(struct sb *b)
 {
@@ -423,16 +450,15 @@ pool_bytes(unsigned char *b, size_t n)
 static void
 uuid_format(const unsigned char b[16], char out[37])
 {
-	static const char hx[] = "0123456789abcdef";
-	int i, o = 0;
-
-	for (i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hx[b[i] >> 4];
-		out[o++] = hx[b[i] & 15];
-	}
-	out[o] = '\0';
+	hex_encode(b, 4, out);
+	out[8] = '-';
+	hex_encode(b + 4, 2, out + 9);
+	out[13] = '-';
+	hex_encode(b + 6, 2, out + 14);
+	out[18] = '-';
+	hex_encode(b + 8, 2, out + 19);
+	out[23] = '-';
+	hex_encode(b + 10, 6, out + 24);
 }
 
 void
