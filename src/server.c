@@ -691,7 +691,7 @@ decide_shadow(struct request *r, const struct decide_input *in,
     const char *declared)
 {
 	struct decide_input sin = *in;
-	struct decision *sd = xcalloc(1, sizeof(*sd));
+	struct decision *sd = xmalloc(sizeof(*sd));	/* policy_decide sets it */
 
 	sin.declared_level = declared ?
 	    policy_level_index(r->snap->shadow, declared) : -1;
@@ -762,7 +762,7 @@ handle_api(struct request *r)
 	in.client = r->client->name;
 	in.model = r->model;
 	in.declared_level = r->declared;
-	r->dec = xcalloc(1, sizeof(*r->dec));
+	r->dec = xmalloc(sizeof(*r->dec));	/* policy_decide sets it */
 	if (policy_decide(r->snap->policy, r->snap->backends, &in,
 	    health_is_down, NULL, r->dec) < 0) {
 		/* Fail closed: no decision, no forwarding. */
