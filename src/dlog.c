@@ -1555,8 +1555,9 @@ writer_main(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&l->mu);
 		for (;;) {
-			if (l->head != NULL && (l->stop || l->dur ==
-			    DUR_STRICT || l->ndecisions >= DLOG_MAX_DECISIONS / 2 ||
+			if (l->head != NULL && (l->stop || (l->dur ==
+			    DUR_STRICT && l->ndecisions > 0) ||
+			    l->ndecisions >= DLOG_MAX_DECISIONS / 2 ||
 			    mono_ms() - l->first_mono >= l->batch_ms))
 				break;	/* something to write now */
 			if (l->head == NULL && l->stop)
@@ -1760,9 +1761,11 @@ enqueue_locked(struct dlog *l, struct item *it, int *wake)
 	else
 		l->nothers++;
 	atomic_fetch_add(&l->depth, 1);
-	/* Strict wakes the writer at once (group commit); batched only for
-	 * the first item of a batch, which starts its timer. */
-	if (l->dur == DUR_STRICT || l->head == it ||
+	/* A strict decision wakes the writer at once (group commit); any
+	 * other item only when it starts a batch, whose timer it starts:
+	 * outcomes and events are not waited for, so in either mode they
+	 * ride along with the next decisions or go at the batch interval. */
+	if ((l->dur == DUR_STRICT && is_dec) || l->head == it ||
 	    l->ndecisions >= DLOG_MAX_DECISIONS / 2)
 		*wake = 1;
 	return 0;
