@@ -72,6 +72,7 @@ struct jp {
 	size_t cap;
 	const char *why;	/* first error */
 	size_t at;
+	int skip;		/* validate only: every value is json_null() */
 };
 
 /* 0: plain string byte; 1: '"', '\\' or control; 2: non-ASCII */
@@ -519,7 +520,7 @@ jp_number(struct jp *p)
 
 		if (errno == ERANGE)
 			return jp_fail(p, "too big integer");
-		return json_integer((json_int_t)v);
+		return p->skip ? json_null() : json_integer((json_int_t)v);
 	} else {
 		double d;
 		const char *dp = localeconv()->decimal_point;
@@ -537,7 +538,7 @@ jp_number(struct jp *p)
 			free(num);
 		if (errno == ERANGE && (d > 1 || d < -1))
 			return jp_fail(p, "real number overflow");
-		return json_real(d);
+		return p->skip ? json_null() : json_real(d);
 	}
 }
 
@@ -559,7 +560,9 @@ jp_value(struct jp *p)
 		if (++p->depth > p->max_depth)
 			return jp_fail(p, "nesting too deep");
 		p->i++;
-		v = json_object();
+		/* json_null() is a static singleton: a skipped value costs
+		 * no allocation, and json_decref of it does nothing. */
+		v = p->skip ? json_null() : json_object();
 		jp_ws(p);
 		if (p->i < p->n && s[p->i] == '}') {
 			p->i++;
@@ -573,7 +576,10 @@ jp_value(struct jp *p)
 				goto bad_obj;
 			if (jp_string(p, &k, &kl) < 0)
 				goto fail_obj;
-			/* the key must outlive the next string's decoding */
+			/* the key must outlive the next string's decoding
+			 * (a skipped object keeps none) */
+			if (p->skip)
+				kl = 0;
 			key = kl < sizeof(kbuf) ? kbuf : xmalloc(kl + 1);
 			memcpy(key, k, kl);
 			key[kl] = '\0';
@@ -590,7 +596,8 @@ jp_value(struct jp *p)
 					free(key);
 				goto fail_obj;
 			}
-			json_object_set_new_nocheck(v, key, x);
+			if (!p->skip)
+				json_object_set_new_nocheck(v, key, x);
 			if (key != kbuf)
 				free(key);
 			jp_ws(p);
@@ -616,7 +623,7 @@ fail_obj:
 		if (++p->depth > p->max_depth)
 			return jp_fail(p, "nesting too deep");
 		p->i++;
-		v = json_array();
+		v = p->skip ? json_null() : json_array();
 		jp_ws(p);
 		if (p->i < p->n && s[p->i] == ']') {
 			p->i++;
@@ -629,7 +636,8 @@ fail_obj:
 				json_decref(v);
 				return NULL;
 			}
-			json_array_append_new(v, x);
+			if (!p->skip)
+				json_array_append_new(v, x);
 			jp_ws(p);
 			if (p->i < p->n && s[p->i] == ',') {
 				p->i++;
@@ -649,7 +657,7 @@ fail_obj:
 
 		if (jp_string(p, &str, &l) < 0)
 			return NULL;
-		return json_stringn_nocheck(str, l);
+		return p->skip ? json_null() : json_stringn_nocheck(str, l);
 	}
 	case 't':
 		if (p->n - p->i >= 4 && memcmp(s + p->i, "true", 4) == 0) {
@@ -745,6 +753,7 @@ json_object_members(const char *text, size_t len, int max_depth,
 	p.n = len;
 	p.max_depth = max_depth;
 	p.depth = 1;
+	p.skip = 1;	/* members' values are validated, never built */
 	jp_ws(&p);
 	if (p.i >= p.n || s[p.i] != '{') {
 		snprintf(err, errlen, "not a JSON object");

@@ -881,6 +881,57 @@ usage_from_json(struct request *r, json_t *o)
 		r->total_tokens = json_integer_value(v);
 }
 
+/* Nesting allowed in a held JSON answer (tool-call schemas nest). */
+#define ANSWER_MAX_DEPTH	256
+
+/* A JSON integer's text (json_is_integer's sense: no fraction, no
+ * exponent) into *out; anything else leaves -1, as a missing one. */
+static void
+usage_int(const struct json_member *m, int64_t *out)
+{
+	size_t i = m->rawlen > 0 && m->raw[0] == '-';
+	char num[32];
+
+	*out = -1;
+	if (m->rawlen == i || m->rawlen >= sizeof(num))
+		return;
+	for (; i < m->rawlen; i++)
+		if (m->raw[i] < '0' || m->raw[i] > '9')
+			return;
+	memcpy(num, m->raw, m->rawlen);
+	num[m->rawlen] = '\0';
+	*out = strtoll(num, NULL, 10);
+}
+
+static void
+usage_field(void *ud, const struct json_member *m)
+{
+	struct request *r = ud;
+
+	if (strcmp(m->key, "prompt_tokens") == 0)
+		usage_int(m, &r->prompt_tokens);
+	else if (strcmp(m->key, "completion_tokens") == 0)
+		usage_int(m, &r->completion_tokens);
+	else if (strcmp(m->key, "total_tokens") == 0)
+		usage_int(m, &r->total_tokens);
+}
+
+/* A member of a held answer: only "usage" matters. The last one wins, as
+ * it would in a parsed object. */
+static void
+answer_member(void *ud, const struct json_member *m)
+{
+	struct request *r = ud;
+	char err[8];
+
+	if (strcmp(m->key, "usage") != 0)
+		return;
+	r->prompt_tokens = r->completion_tokens = r->total_tokens = -1;
+	if (m->rawlen > 0 && m->raw[0] == '{')
+		(void)json_object_members(m->raw, m->rawlen, ANSWER_MAX_DEPTH,
+		    usage_field, r, err, sizeof(err));
+}
+
 /*
  * Token usage without parsing a whole answer: find the "usage" key (a key
  * is the only place its quotes appear unescaped, apart from a value that
@@ -1164,9 +1215,6 @@ adapter_error(const struct request *r, const char *dflt)
 	return e ? e : dflt;
 }
 
-/* Nesting allowed in a held JSON answer (tool-call schemas nest). */
-#define ANSWER_MAX_DEPTH	256
-
 static void
 finish_stream_ok(struct request *r)
 {
@@ -1176,21 +1224,20 @@ finish_stream_ok(struct request *r)
 		struct evbuffer *h = r->hold;
 		size_t n = evbuffer_get_length(h);
 		char perr[160];
-		/* Our request parser: strict (UTF-8 too) and about ten times
-		 * faster than jansson's reader; the usage is read from the
-		 * same tree, so the answer is parsed once. */
-		json_t *j = n ? request_parse((const char *)evbuffer_pullup(h,
-		    -1), n, ANSWER_MAX_DEPTH, perr, sizeof(perr)) : NULL;
+		/* Validated by our request parser (strict, UTF-8 too) without
+		 * building a tree: the usage is read in place on the way. A
+		 * tree was a third of the cost of a held answer. */
+		int ok = n > 0 && json_object_members((const char *)
+		    evbuffer_pullup(h, -1), n, ANSWER_MAX_DEPTH, answer_member,
+		    r, perr, sizeof(perr)) == 0;
 
 		r->hold = NULL;
-		if (j == NULL) {
+		if (!ok) {
 			evbuffer_free(h);
 			finish_stream_broken(r, "the backend's answer is not "
 			    "valid JSON");
 			return;
 		}
-		usage_from_json(r, j);
-		json_decref(j);
 		r->usage_done = 1;	/* nothing more to read from the body */
 		if (r->t_first_byte < 0)
 			r->t_first_byte = mono_ms() - r->t0;
