@@ -509,6 +509,20 @@ dlog_open_db(const char *path, int rw, char *err, size_t errlen)
 	sqlite3_finalize(st);
 	st = NULL;
 	if (rw) {
+		/*
+		 * A new log gets 2 KB pages (it must be set before the first
+		 * write). Every commit writes each page it dirtied whole to
+		 * the WAL, and the checkpoint copies it again: a decision
+		 * and its outcome dirty about eight pages (two tables, five
+		 * indexes, the chain heads) for some 1.2 KB of rows. Half
+		 * the page halves those bytes and their checksums; the
+		 * writer's CPU per request fell by about a tenth. Rows of
+		 * policies with many backends still fit in a page (1 KB
+		 * pages would overflow them). Existing logs keep theirs.
+		 */
+		if (v == 0)
+			sqlite3_exec(db, "PRAGMA page_size=2048", NULL, NULL,
+			    NULL);
 		/* WAL: readers (log query, sqlite3) never block the writer. */
 		rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st,
 		    NULL);
