@@ -619,11 +619,20 @@ ct_equal(const void *a, const void *b, size_t n)
 	return CRYPTO_memcmp(a, b, n) == 0;
 }
 
+/* ASCII only, whatever the locale: tolower() was a call per byte (through
+ * the locale table) in every header comparison. */
+static inline int
+ascii_lower(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
 int
 ascii_casecmp(const char *a, const char *b)
 {
 	for (;; a++, b++) {
-		int ca = tolower((unsigned char)*a), cb = tolower((unsigned char)*b);
+		int ca = ascii_lower((unsigned char)*a);
+		int cb = ascii_lower((unsigned char)*b);
 
 		if (ca != cb || ca == 0)
 			return ca - cb;
@@ -634,7 +643,8 @@ int
 ascii_ncasecmp(const char *a, const char *b, size_t n)
 {
 	for (; n > 0; n--, a++, b++) {
-		int ca = tolower((unsigned char)*a), cb = tolower((unsigned char)*b);
+		int ca = ascii_lower((unsigned char)*a);
+		int cb = ascii_lower((unsigned char)*b);
 
 		if (ca != cb || ca == 0)
 			return ca - cb;
