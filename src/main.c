@@ -8,6 +8,7 @@
 #include "diag.h"
 #include "logcmd.h"
 #include "server.h"
+#include "jalloc.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -67,6 +68,8 @@ main(int argc, char **argv)
 {
 	const char *config = getenv("SOVGATE_CONFIG");
 	int i = 1;
+
+	jalloc_install();	/* before any JSON value exists */
 
 	if (config == NULL || *config == '\0')
 		config = SYSCONFDIR "/sovgate/sovgate.yaml";

@@ -5,8 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "jalloc.h"
 #include "util.h"
 #include "testutil.h"
 
@@ -172,6 +176,64 @@ START_TEST(test_hmac_sha256)
 }
 END_TEST
 
+static void *
+jalloc_thread(void *arg)
+{
+	void *p = jalloc_malloc(40);
+
+	(void)arg;
+	memset(p, 'y', 40);
+	jalloc_free(p);	/* kept by this thread, freed when it exits */
+	return NULL;
+}
+
+START_TEST(test_jalloc)
+{
+	size_t sizes[] = { 0, 1, 24, 25, 40, 41, 100, 264, 265, 5000 };
+	size_t i;
+	pthread_t th;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		char *a = jalloc_malloc(sizes[i]), *b;
+
+		ck_assert_ptr_nonnull(a);
+		memset(a, 'x', sizes[i]);
+		jalloc_free(a);
+		b = jalloc_malloc(sizes[i]);
+		ck_assert_ptr_nonnull(b);
+		memset(b, 'x', sizes[i]);
+		/* blocks are malloc's own: free() may release them */
+		free(b);
+	}
+	/* a size's freed block serves the next request of its class */
+	{
+		char *a = jalloc_malloc(30), *b;
+
+		jalloc_free(a);
+		b = jalloc_malloc(33);
+		ck_assert_ptr_eq(a, b);
+		jalloc_free(b);
+	}
+	/* a block malloc made for another size is simply freed */
+	jalloc_free(malloc(29));
+	jalloc_free(NULL);
+	ck_assert_int_eq(pthread_create(&th, NULL, jalloc_thread, NULL), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	/* and jansson works through it */
+	json_set_alloc_funcs(jalloc_malloc, jalloc_free);
+	{
+		json_t *o = json_pack("{s:[i,s,{s:b}]}", "a", 1, "two",
+		    "three", 1);
+		char *s = json_dumps(o, JSON_COMPACT);
+
+		ck_assert_str_eq(s, "{\"a\":[1,\"two\",{\"three\":true}]}");
+		free(s);
+		json_decref(o);
+	}
+	json_set_alloc_funcs(malloc, free);
+}
+END_TEST
+
 START_TEST(test_ct_equal)
 {
 	ck_assert(ct_equal("abcd", "abcd", 4));
@@ -196,6 +258,7 @@ main(void)
 	tcase_add_test(tc, test_uuid_v7);
 	tcase_add_test(tc, test_hmac_sha256);
 	tcase_add_test(tc, test_ct_equal);
+	tcase_add_test(tc, test_jalloc);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
