@@ -1,4 +1,4 @@
--- sovgate decision log, schema version 1 (PRAGMA user_version = 1).
+-- sovgate decision log, schema version 2 (PRAGMA user_version = 2).
 --
 -- This file is the readable truth of the schema. The binary carries the
 -- same statements as migrations (src/dlog.c); tests/check_dlog.c builds a
@@ -80,7 +80,8 @@ CREATE TABLE decisions (
 );
 CREATE INDEX decisions_ts ON decisions (ts_ms);
 CREATE INDEX decisions_client_ts ON decisions (client, ts_ms);
-CREATE INDEX decisions_backend ON decisions (backend);
+-- No index on backend (dropped in version 2): with a handful of backends
+-- it is not selective, and every decision paid for it.
 
 -- One row per distinct finding value of a decision.
 CREATE TABLE fingerprints (
@@ -244,4 +245,4 @@ JOIN decisions p ON p.seq = (
 	ORDER BY x.seq DESC LIMIT 1)
 WHERE d.level IS NOT NULL AND p.level <> d.level;
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;

@@ -444,6 +444,41 @@ START_TEST(test_open_creates_wal_and_reopens)
 }
 END_TEST
 
+/* A version-1 log with rows is migrated in place when opened: the rows
+ * stay, the backend index goes, and the chain still verifies. */
+START_TEST(test_migrates_v1)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	sqlite3 *db = open_plain(path);
+	struct dlog *l;
+	struct dlog_verify_report rep;
+
+	ck_assert_int_eq(dlog_migrate_to(db, 1, err, sizeof(err)), 0);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 1);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sqlite_master WHERE "
+	    "name = 'decisions_backend'"), 1);
+	sqlite3_close(db);
+	l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	ck_assert_msg(l != NULL, "%s", err);
+	reset_cbs();
+	ck_assert_int_eq(dlog_submit_decision(l, mk_decision(1, 1000, 1), mb,
+	    on_logged, (void *)(intptr_t)0), 0);
+	pump(1);
+	dlog_close(l);
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_msg(db != NULL, "%s", err);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"),
+	    dlog_schema_version());
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sqlite_master WHERE "
+	    "name = 'decisions_backend'"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM decisions"), 1);
+	ck_assert_int_eq(dlog_verify(db, &rep, err, sizeof(err)), 0);
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
 START_TEST(test_open_errors)
 {
 	char err[512];
@@ -1791,6 +1826,7 @@ main(void)
 	tcase_add_test(tc, test_strict_commits_before_callback);
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_strict_outcome_rides_along);
+	tcase_add_test(tc, test_migrates_v1);
 	tcase_add_test(tc, test_wal_is_rewound);
 	tcase_add_test(tc, test_batch_submit);
 	tcase_add_test(tc, test_packed_records_round_trip);
