@@ -2402,6 +2402,9 @@ worker_base_new(void)
 	if (cfg == NULL)
 		return NULL;
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	/* Only its own thread touches a worker's base: other threads reach
+	 * it through its mailbox (an eventfd), so it needs no lock. */
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
 	b = event_base_new_with_config(cfg);
 	event_config_free(cfg);
 	return b;
