@@ -728,53 +728,81 @@ dlog_outcome_free(struct dlog_outcome *o)
 /* ------------------------------------------------------------------ */
 /* the canonical encoding (sql/schema.sql, "The hash chains")            */
 
-static void
-ch_begin(EVP_MD_CTX *c, const char *table, const char *prev, size_t prevlen)
-{
-	static const char tag[] = "sovgate-chain-v1\n";
+/*
+ * A row's canonical encoding is made of some thirty pieces of a few bytes
+ * ("t", "12:", the text, ...). They are gathered here and handed to
+ * SHA-256 in large pieces: one EVP_DigestUpdate per piece was a call
+ * through OpenSSL's dispatch and block buffering each time.
+ */
+struct chash {
+	EVP_MD_CTX *md;
+	size_t n;
+	unsigned char buf[2048];
+};
 
-	EVP_DigestInit_ex2(c, sha256_md(), NULL);
-	EVP_DigestUpdate(c, tag, sizeof(tag) - 1);
-	EVP_DigestUpdate(c, table, strlen(table));
-	EVP_DigestUpdate(c, "\n", 1);
-	EVP_DigestUpdate(c, prev, prevlen);
+static void
+ch_put(struct chash *c, const void *p, size_t len)
+{
+	if (len > sizeof(c->buf) - c->n) {
+		EVP_DigestUpdate(c->md, c->buf, c->n);
+		c->n = 0;
+		if (len >= sizeof(c->buf)) {
+			EVP_DigestUpdate(c->md, p, len);
+			return;
+		}
+	}
+	memcpy(c->buf + c->n, p, len);
+	c->n += len;
 }
 
 static void
-ch_null(EVP_MD_CTX *c)
+ch_begin(struct chash *c, const char *table, const char *prev, size_t prevlen)
 {
-	EVP_DigestUpdate(c, "n", 1);
+	static const char tag[] = "sovgate-chain-v1\n";
+
+	EVP_DigestInit_ex2(c->md, sha256_md(), NULL);
+	c->n = 0;
+	ch_put(c, tag, sizeof(tag) - 1);
+	ch_put(c, table, strlen(table));
+	ch_put(c, "\n", 1);
+	ch_put(c, prev, prevlen);
+}
+
+static void
+ch_null(struct chash *c)
+{
+	ch_put(c, "n", 1);
 }
 
 /* The encodings are written by hand: snprintf was a tenth of the
  * writer's time. */
 static void
-ch_int(EVP_MD_CTX *c, int64_t v)
+ch_int(struct chash *c, int64_t v)
 {
 	char b[32], *p = b + sizeof(b) - 1;
 
 	*p = ';';
 	p = fmt_i64_before(p, v);
 	*--p = 'i';
-	EVP_DigestUpdate(c, p, (size_t)(b + sizeof(b) - p));
+	ch_put(c, p, (size_t)(b + sizeof(b) - p));
 }
 
 static void
-ch_bytes(EVP_MD_CTX *c, char kind, const void *p, size_t len)
+ch_bytes(struct chash *c, char kind, const void *p, size_t len)
 {
 	char b[32], *q = b + sizeof(b) - 1;
 
 	*q = ':';
 	q = fmt_u64_before(q, len);
 	*--q = kind;
-	EVP_DigestUpdate(c, q, (size_t)(b + sizeof(b) - q));
+	ch_put(c, q, (size_t)(b + sizeof(b) - q));
 	if (len > 0)
-		EVP_DigestUpdate(c, p, len);
+		ch_put(c, p, len);
 }
 
 /* A text value, NULL as "n". */
 static void
-ch_text(EVP_MD_CTX *c, const char *s)
+ch_text(struct chash *c, const char *s)
 {
 	if (s == NULL)
 		ch_null(c);
@@ -784,7 +812,7 @@ ch_text(EVP_MD_CTX *c, const char *s)
 
 /* An integer that is stored as NULL when negative (unknown). */
 static void
-ch_int_or_null(EVP_MD_CTX *c, int64_t v)
+ch_int_or_null(struct chash *c, int64_t v)
 {
 	if (v < 0)
 		ch_null(c);
@@ -794,7 +822,7 @@ ch_int_or_null(EVP_MD_CTX *c, int64_t v)
 
 /* A column as stored, by its storage class. */
 static void
-ch_col(EVP_MD_CTX *c, sqlite3_stmt *st, int i)
+ch_col(struct chash *c, sqlite3_stmt *st, int i)
 {
 	char b[40];
 	int n;
@@ -809,7 +837,7 @@ ch_col(EVP_MD_CTX *c, sqlite3_stmt *st, int i)
 	case SQLITE_FLOAT:
 		n = snprintf(b, sizeof(b), "r%.17g;", sqlite3_column_double(st,
 		    i));
-		EVP_DigestUpdate(c, b, (size_t)n);
+		ch_put(c, b, (size_t)n);
 		break;
 	case SQLITE_BLOB: {
 		const void *p = sqlite3_column_blob(st, i);
@@ -827,12 +855,15 @@ ch_col(EVP_MD_CTX *c, sqlite3_stmt *st, int i)
 }
 
 static void
-ch_end(EVP_MD_CTX *c, char out[65])
+ch_end(struct chash *c, char out[65])
 {
 	unsigned char md[32];
 	unsigned int len = sizeof(md);
 
-	EVP_DigestFinal_ex(c, md, &len);
+	if (c->n > 0)
+		EVP_DigestUpdate(c->md, c->buf, c->n);
+	c->n = 0;
+	EVP_DigestFinal_ex(c->md, md, &len);
 	hex_encode(md, 32, out);
 }
 
@@ -854,7 +885,7 @@ struct head {
  * whoever writes on that connection; used by one thread at a time. */
 struct appender {
 	sqlite3 *db;
-	EVP_MD_CTX *md;
+	struct chash ch;
 	sqlite3_stmt *ins_dec, *ins_fp, *ins_out, *ins_evt;
 	sqlite3_stmt *get_heads, *set_head;
 	struct head heads[CH_N];
@@ -890,7 +921,7 @@ appender_free(struct appender *a)
 	sqlite3_finalize(a->ins_evt);
 	sqlite3_finalize(a->get_heads);
 	sqlite3_finalize(a->set_head);
-	EVP_MD_CTX_free(a->md);
+	EVP_MD_CTX_free(a->ch.md);
 	free(a);
 }
 
@@ -901,8 +932,8 @@ appender_new(sqlite3 *db, char *err, size_t errlen)
 	struct appender *a = xcalloc(1, sizeof(*a));
 
 	a->db = db;
-	a->md = EVP_MD_CTX_new();
-	if (a->md == NULL) {
+	a->ch.md = EVP_MD_CTX_new();
+	if (a->ch.md == NULL) {
 		snprintf(err, errlen, "cannot allocate a digest context");
 		goto fail;
 	}
@@ -1043,31 +1074,31 @@ append_decision(struct appender *a, struct dlog_decision *d)
 	d->id[36] = '\0';
 	d->policy_sha256[64] = '\0';
 
-	ch_begin(a->md, "decisions", h->hash, strlen(h->hash));
-	ch_text(a->md, d->id);
-	ch_int(a->md, d->ts_ms);
-	ch_text(a->md, d->client);
-	ch_text(a->md, d->endpoint);
-	ch_text(a->md, d->model);
-	ch_text(a->md, dec_findings(d));
-	ch_text(a->md, d->declared_level);
-	ch_text(a->md, d->level);
-	ch_text(a->md, d->level_rule);
-	ch_text(a->md, d->policy_name);
-	ch_text(a->md, d->policy_sha256[0] ? d->policy_sha256 : NULL);
-	ch_text(a->md, dec_action(d));
-	ch_text(a->md, d->reason);
-	ch_text(a->md, d->candidates_json);
-	ch_text(a->md, d->backend);
-	ch_text(a->md, d->backend_facts_json);
-	ch_int(a->md, d->cloud_act ? 1 : 0);
-	ch_text(a->md, d->shadow_json);
-	ch_int(a->md, (int64_t)d->nfps);
+	ch_begin(&a->ch, "decisions", h->hash, strlen(h->hash));
+	ch_text(&a->ch, d->id);
+	ch_int(&a->ch, d->ts_ms);
+	ch_text(&a->ch, d->client);
+	ch_text(&a->ch, d->endpoint);
+	ch_text(&a->ch, d->model);
+	ch_text(&a->ch, dec_findings(d));
+	ch_text(&a->ch, d->declared_level);
+	ch_text(&a->ch, d->level);
+	ch_text(&a->ch, d->level_rule);
+	ch_text(&a->ch, d->policy_name);
+	ch_text(&a->ch, d->policy_sha256[0] ? d->policy_sha256 : NULL);
+	ch_text(&a->ch, dec_action(d));
+	ch_text(&a->ch, d->reason);
+	ch_text(&a->ch, d->candidates_json);
+	ch_text(&a->ch, d->backend);
+	ch_text(&a->ch, d->backend_facts_json);
+	ch_int(&a->ch, d->cloud_act ? 1 : 0);
+	ch_text(&a->ch, d->shadow_json);
+	ch_int(&a->ch, (int64_t)d->nfps);
 	for (i = 0; i < d->nfps; i++) {
-		ch_text(a->md, d->fps[i].type);
-		ch_text(a->md, d->fps[i].hmac);
+		ch_text(&a->ch, d->fps[i].type);
+		ch_text(&a->ch, d->fps[i].hmac);
 	}
-	ch_end(a->md, hash);
+	ch_end(&a->ch, hash);
 
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -1126,22 +1157,22 @@ append_outcome(struct appender *a, struct dlog_outcome *o)
 	int rc;
 
 	o->decision_id[36] = '\0';
-	ch_begin(a->md, "outcomes", h->hash, strlen(h->hash));
-	ch_text(a->md, o->decision_id);
-	ch_int(a->md, o->ts_ms);
-	ch_int(a->md, o->status);
-	ch_int(a->md, o->attempts);
-	ch_text(a->md, o->attempts_json);
-	ch_text(a->md, o->backend);
-	ch_int_or_null(a->md, o->latency_ms);
-	ch_int_or_null(a->md, o->ttfb_ms);
-	ch_int_or_null(a->md, o->bytes_in);
-	ch_int_or_null(a->md, o->bytes_out);
-	ch_int_or_null(a->md, o->prompt_tokens);
-	ch_int_or_null(a->md, o->completion_tokens);
-	ch_int_or_null(a->md, o->total_tokens);
-	ch_text(a->md, o->error);
-	ch_end(a->md, hash);
+	ch_begin(&a->ch, "outcomes", h->hash, strlen(h->hash));
+	ch_text(&a->ch, o->decision_id);
+	ch_int(&a->ch, o->ts_ms);
+	ch_int(&a->ch, o->status);
+	ch_int(&a->ch, o->attempts);
+	ch_text(&a->ch, o->attempts_json);
+	ch_text(&a->ch, o->backend);
+	ch_int_or_null(&a->ch, o->latency_ms);
+	ch_int_or_null(&a->ch, o->ttfb_ms);
+	ch_int_or_null(&a->ch, o->bytes_in);
+	ch_int_or_null(&a->ch, o->bytes_out);
+	ch_int_or_null(&a->ch, o->prompt_tokens);
+	ch_int_or_null(&a->ch, o->completion_tokens);
+	ch_int_or_null(&a->ch, o->total_tokens);
+	ch_text(&a->ch, o->error);
+	ch_end(&a->ch, hash);
 
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -1181,11 +1212,11 @@ append_event(struct appender *a, int64_t ts_ms, const char *kind,
 	char hash[65];
 	int rc;
 
-	ch_begin(a->md, "events", h->hash, strlen(h->hash));
-	ch_int(a->md, ts_ms);
-	ch_text(a->md, kind);
-	ch_text(a->md, detail);
-	ch_end(a->md, hash);
+	ch_begin(&a->ch, "events", h->hash, strlen(h->hash));
+	ch_int(&a->ch, ts_ms);
+	ch_text(&a->ch, kind);
+	ch_text(&a->ch, detail);
+	ch_end(&a->ch, hash);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	sqlite3_bind_int64(st, 1, h->seq + 1);
@@ -2115,7 +2146,7 @@ find_row_by_hash(sqlite3 *db, enum chain_id c, const char *h, int64_t not_seq)
 }
 
 static int
-verify_chain(sqlite3 *db, enum chain_id c, EVP_MD_CTX *md,
+verify_chain(sqlite3 *db, enum chain_id c, struct chash *md,
     struct dlog_verify_report *rep, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL, *fp = NULL, *cs = NULL;
@@ -2303,13 +2334,15 @@ int
 dlog_verify(struct sqlite3 *db, struct dlog_verify_report *rep, char *err,
     size_t errlen)
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	struct chash *md = xcalloc(1, sizeof(*md));
 	sqlite3_stmt *st = NULL;
 	int c, rc = -1, began = 0;
 
 	memset(rep, 0, sizeof(*rep));
-	if (md == NULL) {
+	md->md = EVP_MD_CTX_new();
+	if (md->md == NULL) {
 		snprintf(err, errlen, "cannot allocate a digest context");
+		free(md);
 		return -1;
 	}
 	/* One read transaction: a consistent snapshot while the gateway
@@ -2344,7 +2377,8 @@ out:
 	sqlite3_finalize(st);
 	if (began && !sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	EVP_MD_CTX_free(md);
+	EVP_MD_CTX_free(md->md);
+	free(md);
 	return rc;
 }
 
