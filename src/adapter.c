@@ -39,20 +39,29 @@ adapter_for(enum backend_kind k)
 static int
 client_header_blocked(const struct http_head *hd, const char *name)
 {
-	static const char *const blocked[] = { "authorization", "host",
-		"content-length", "content-type", "accept-encoding",
-		"content-encoding", "cookie", "expect", "api-key", "x-api-key",
-		"x-forwarded-for", "forwarded", "x-real-ip", "accept",
-		"user-agent" };
-	static const char *const prefixes[] = { "x-sovgate-", "x-amz-",
-		"x-goog-", "x-ms-", "proxy-" };
-	size_t i;
+#define N_(s) { s, sizeof(s) - 1 }
+	static const struct { const char *n; size_t l; } blocked[] = {
+		N_("authorization"), N_("host"), N_("content-length"),
+		N_("content-type"), N_("accept-encoding"),
+		N_("content-encoding"), N_("cookie"), N_("expect"),
+		N_("api-key"), N_("x-api-key"), N_("x-forwarded-for"),
+		N_("forwarded"), N_("x-real-ip"), N_("accept"),
+		N_("user-agent"),
+	}, prefixes[] = {
+		N_("x-sovgate-"), N_("x-amz-"), N_("x-goog-"), N_("x-ms-"),
+		N_("proxy-"),
+	};
+#undef N_
+	size_t i, n = strlen(name);
 
+	/* Lengths first: this runs for every client header. */
 	for (i = 0; i < ARRAY_LEN(blocked); i++)
-		if (ascii_casecmp(name, blocked[i]) == 0)
+		if (blocked[i].l == n &&
+		    ascii_ncasecmp(name, blocked[i].n, n) == 0)
 			return 1;
 	for (i = 0; i < ARRAY_LEN(prefixes); i++)
-		if (ascii_ncasecmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+		if (prefixes[i].l <= n &&
+		    ascii_ncasecmp(name, prefixes[i].n, prefixes[i].l) == 0)
 			return 1;
 	return http_is_hop_by_hop(hd, name);
 }
@@ -113,9 +122,13 @@ adapter_host_header(const struct backend *b)
 {
 	int default_port = b->use_tls ? 443 : 80;
 
+	char port[16];
+
 	if (b->port == default_port)
 		return xstrdup(b->host);
-	return xasprintf("%s:%d", b->host, b->port);
+	port[sizeof(port) - 1] = '\0';
+	return xconcat(b->host, ":", fmt_i64_before(port + sizeof(port) - 1,
+	    b->port), (char *)NULL);
 }
 
 char *
@@ -128,7 +141,7 @@ adapter_openai_path(const struct backend *b, enum endpoint ep)
 	/* An endpoint written as ".../v1" already names the API version. */
 	if (bl >= 3 && strcmp(base + bl - 3, "/v1") == 0)
 		tail += 3;
-	return xasprintf("%s%s", base, tail);
+	return xconcat(base, tail, (char *)NULL);
 }
 
 void

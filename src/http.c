@@ -102,6 +102,7 @@ http_head_add(struct http_head *hd, const char *name, size_t nlen,
 		}
 	}
 	hd->h[hd->nh].name = hd->buf + hd->blen;
+	hd->h[hd->nh].nlen = nlen;
 	memcpy(hd->buf + hd->blen, name, nlen);
 	hd->blen += nlen;
 	hd->buf[hd->blen++] = '\0';
@@ -115,10 +116,11 @@ http_head_add(struct http_head *hd, const char *name, size_t nlen,
 const char *
 http_head_get(const struct http_head *hd, const char *name)
 {
-	size_t i;
+	size_t i, n = strlen(name);
 
 	for (i = 0; i < hd->nh; i++)
-		if (ascii_casecmp(hd->h[i].name, name) == 0)
+		if (hd->h[i].nlen == n &&
+		    ascii_ncasecmp(hd->h[i].name, name, n) == 0)
 			return hd->h[i].value;
 	return NULL;
 }
@@ -126,10 +128,11 @@ http_head_get(const struct http_head *hd, const char *name)
 size_t
 http_head_count(const struct http_head *hd, const char *name)
 {
-	size_t i, n = 0;
+	size_t i, n = 0, l = strlen(name);
 
 	for (i = 0; i < hd->nh; i++)
-		if (ascii_casecmp(hd->h[i].name, name) == 0)
+		if (hd->h[i].nlen == l &&
+		    ascii_ncasecmp(hd->h[i].name, name, l) == 0)
 			n++;
 	return n;
 }
@@ -163,16 +166,20 @@ list_has_token(const char *list, const char *tok)
 int
 http_is_hop_by_hop(const struct http_head *hd, const char *name)
 {
-	static const char *const hop[] = { "connection", "keep-alive",
-		"proxy-connection", "proxy-authenticate", "proxy-authorization",
-		"te", "trailer", "transfer-encoding", "upgrade" };
-	size_t i;
+	static const struct { const char *n; size_t l; } hop[] = {
+#define H_(s) { s, sizeof(s) - 1 }
+		H_("connection"), H_("keep-alive"), H_("proxy-connection"),
+		H_("proxy-authenticate"), H_("proxy-authorization"), H_("te"),
+		H_("trailer"), H_("transfer-encoding"), H_("upgrade"),
+#undef H_
+	};
+	size_t i, n = strlen(name);
 
 	for (i = 0; i < ARRAY_LEN(hop); i++)
-		if (ascii_casecmp(name, hop[i]) == 0)
+		if (hop[i].l == n && ascii_ncasecmp(name, hop[i].n, n) == 0)
 			return 1;
 	for (i = 0; i < hd->nh; i++)
-		if (ascii_casecmp(hd->h[i].name, "connection") == 0 &&
+		if (HTTP_NAME_IS(&hd->h[i], "connection") &&
 		    list_has_token(hd->h[i].value, name))
 			return 1;
 	return 0;

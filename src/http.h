@@ -14,12 +14,20 @@
 #include <stdint.h>
 #include <llhttp.h>
 
+#include "util.h"
+
 struct evbuffer;
 
 struct http_header {
 	char *name;
 	char *value;
+	size_t nlen;		/* strlen(name): compared before the bytes */
 };
+
+/* Is h named lname (a lowercase literal)? Length first: most names differ
+ * in length, and a parsed head is searched a hundred times per request. */
+#define HTTP_NAME_IS(h, lname) ((h)->nlen == sizeof(lname) - 1 && \
+	ascii_ncasecmp((h)->name, (lname), sizeof(lname) - 1) == 0)
 
 struct http_head {
 	int is_request;

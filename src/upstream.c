@@ -241,10 +241,13 @@ idle_event_cb(struct bufferevent *bev, short what, void *arg)
 static char *
 pool_key_of(const struct backend *b)
 {
+	char port[16];
+
 	if (b->pool_key)
 		return xstrdup(b->pool_key);
-	return xasprintf("%s://%s:%d", b->use_tls ? "https" : "http",
-	    b->host, b->port);
+	port[sizeof(port) - 1] = '\0';
+	return xconcat(b->use_tls ? "https://" : "http://", b->host, ":",
+	    fmt_i64_before(port + sizeof(port) - 1, b->port), (char *)NULL);
 }
 
 void

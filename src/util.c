@@ -124,6 +124,31 @@ xstrndup(const char *s, size_t n)
 }
 
 char *
+xconcat(const char *first, ...)
+{
+	va_list ap;
+	const char *p;
+	size_t n = 0;
+	char *out, *o;
+
+	va_start(ap, first);
+	for (p = first; p != NULL; p = va_arg(ap, const char *))
+		n += strlen(p);
+	va_end(ap);
+	o = out = xmalloc(n + 1);
+	va_start(ap, first);
+	for (p = first; p != NULL; p = va_arg(ap, const char *)) {
+		size_t l = strlen(p);
+
+		memcpy(o, p, l);
+		o += l;
+	}
+	va_end(ap);
+	*o = '\0';
+	return out;
+}
+
+char *
 xasprintf(const char *fmt, ...)
 {
 	va_list ap, ap2;

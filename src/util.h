@@ -38,6 +38,8 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The strings up to a NULL, end to end, in one allocation (no format). */
+char *xconcat(const char *first, ...) __attribute__((sentinel));
 
 /* Wall clock in milliseconds since the epoch, and a monotonic clock. */
 int64_t now_ms(void);

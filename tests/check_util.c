@@ -234,6 +234,18 @@ START_TEST(test_jalloc)
 }
 END_TEST
 
+START_TEST(test_xconcat)
+{
+	char *s = xconcat("http://", "h", ":", "8080", (char *)NULL);
+
+	ck_assert_str_eq(s, "http://h:8080");
+	free(s);
+	s = xconcat("", (char *)NULL);
+	ck_assert_str_eq(s, "");
+	free(s);
+}
+END_TEST
+
 START_TEST(test_ct_equal)
 {
 	ck_assert(ct_equal("abcd", "abcd", 4));
@@ -259,6 +271,7 @@ main(void)
 	tcase_add_test(tc, test_hmac_sha256);
 	tcase_add_test(tc, test_ct_equal);
 	tcase_add_test(tc, test_jalloc);
+	tcase_add_test(tc, test_xconcat);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
