@@ -17,9 +17,10 @@
 #include <stdlib.h>
 
 #include <jansson.h>
+#include <sqlite3.h>
 
-#define JA_CLASSES	16		/* up to 16 * 16 + 8 = 264 bytes */
-#define JA_KEEP		256		/* free blocks kept per class */
+#define JA_CLASSES	64		/* up to 64 * 16 + 8 = 1032 bytes */
+#define JA_KEEP_BYTES	(32 * 1024)	/* kept free per class and thread */
 
 struct ja_free {
 	struct ja_free *next;
@@ -99,7 +100,7 @@ jalloc_free(void *p)
 	/* Only exact class sizes (a block from malloc(n) of another size
 	 * may have more room: it is not the class's, so it goes back). */
 	if (m < 1 || m > JA_CLASSES || u != 16 * m + 8 ||
-	    (c = cache_get())->n[m] >= JA_KEEP) {
+	    (c = cache_get())->n[m] * u >= JA_KEEP_BYTES) {
 		free(p);
 		return;
 	}
@@ -108,9 +109,55 @@ jalloc_free(void *p)
 	c->n[m]++;
 }
 
+/* SQLite's allocator interface over the same lists. Debian builds SQLite
+ * without lookaside (SQLITE_OMIT_LOOKASIDE), so every cursor and record
+ * of the log writer was a malloc and a free: seventeen per request, most
+ * of them through _int_malloc. */
+static void *
+sq_malloc(int n)
+{
+	return n > 0 ? jalloc_malloc((size_t)n) : NULL;
+}
+
+static void *
+sq_realloc(void *p, int n)
+{
+	/* Blocks are malloc's own: realloc may move them anywhere. */
+	return n > 0 ? realloc(p, (size_t)n) : NULL;
+}
+
+static int
+sq_size(void *p)
+{
+	return p ? (int)malloc_usable_size(p) : 0;
+}
+
+static int
+sq_roundup(int n)
+{
+	return n <= 24 ? 24 : n <= 16 * JA_CLASSES + 8 ?
+	    (int)(16 * (((size_t)n - 8 + 15) / 16) + 8) : n;
+}
+
+static int
+sq_init(void *arg)
+{
+	(void)arg;
+	return SQLITE_OK;
+}
+
+static void
+sq_shutdown(void *arg)
+{
+	(void)arg;
+}
+
 void
 jalloc_install(void)
 {
+	static const sqlite3_mem_methods sq = { sq_malloc, jalloc_free,
+		sq_realloc, sq_size, sq_roundup, sq_init, sq_shutdown, NULL };
+
 #if defined(__SANITIZE_ADDRESS__)
 	return;
 #elif defined(__has_feature)
@@ -119,4 +166,6 @@ jalloc_install(void)
 #endif
 #endif
 	json_set_alloc_funcs(jalloc_malloc, jalloc_free);
+	if (sqlite3_config(SQLITE_CONFIG_MALLOC, &sq) != SQLITE_OK)
+		fatal("jalloc: SQLite refused its allocator");
 }

@@ -6,16 +6,18 @@
  * a size, so most of them went through _int_malloc and the fast bins
  * (malloc and free were the largest user-space cost of a worker after the
  * kernel's). Here each thread keeps its own free lists of small blocks,
- * bounded per size, and everything larger goes to malloc.
+ * bounded per size, and everything larger goes to malloc. SQLite, built
+ * without lookaside on Debian, gets the same lists for its cursors and
+ * records.
  */
 #ifndef SOVGATE_JALLOC_H
 #define SOVGATE_JALLOC_H
 
 #include <stddef.h>
 
-/* Install as jansson's allocator. Call before anything allocates a JSON
- * value (first thing in main): a value must be freed by the allocator that
- * made it. Under AddressSanitizer it installs nothing, so that ASan still
+/* Install as jansson's and SQLite's allocator. Call first thing in main,
+ * before any JSON value exists and before SQLite is used: a block must be
+ * freed by the allocator that made it (SQLite refuses a late change). Under AddressSanitizer it installs nothing, so that ASan still
  * sees every node's lifetime. */
 void jalloc_install(void);
 

@@ -8,8 +8,9 @@
 # Measures, for each proxy: requests/s at concurrency 32 (wrk -c32 -t2,
 # 10 s), the median latency at concurrency 1 (wrk -c1 -t1, 10 s), and the
 # RSS of sovgate holding 1,000 idle keep-alive connections. sovgate runs
-# with classification on and durability strict. Everything listens on
-# 127.0.0.1 and stops when the script ends.
+# as shipped: classification on, durability strict, workers auto (one per
+# core; SOVGATE_WORKERS=N to change). Everything listens on 127.0.0.1 and
+# stops when the script ends.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -63,7 +64,7 @@ cat > "$work/sovgate.yaml" <<YAML
 listen: 127.0.0.1:$SG
 user: root
 admin_listen: 127.0.0.1:$ADM
-workers: ${SOVGATE_WORKERS:-1}
+workers: ${SOVGATE_WORKERS:-auto}
 policy: policy/
 backends: backends/
 log:
