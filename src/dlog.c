@@ -1265,9 +1265,18 @@ struct dlog {
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct item *head, *tail;	/* FIFO */
+	struct item *head, *tail;	/* FIFO: decisions and events */
 	size_t ndecisions, nothers;	/* waiting */
 	int64_t first_mono;	/* when the oldest waiting item arrived */
+	/*
+	 * Outcomes wait in their own FIFO for the batch interval, whatever
+	 * the durability: nothing waits for them, and a strict commit that
+	 * took them along dirtied the outcome table's and index's pages
+	 * again for a few rows each time. Gathered, they fill pages.
+	 */
+	struct item *ohead, *otail;
+	size_t nouts;
+	int64_t ofirst_mono;
 	int stop;
 
 	atomic_int healthy;
@@ -1606,22 +1615,31 @@ writer_main(void *arg)
 	struct dlog *l = arg;
 	struct item *list;
 	struct timespec ts;
-	int stop;
+	int stop, outs_due;
 
 	for (;;) {
 		pthread_mutex_lock(&l->mu);
 		for (;;) {
-			if (l->head != NULL && (l->stop || (l->dur ==
-			    DUR_STRICT && l->ndecisions > 0) ||
+			int64_t now = mono_ms(), due = INT64_MAX;
+
+			outs_due = l->ohead != NULL && (l->stop ||
+			    l->nouts >= DLOG_MAX_OTHERS / 2 ||
+			    now - l->ofirst_mono >= l->batch_ms);
+			if (outs_due || (l->head != NULL && (l->stop ||
+			    (l->dur == DUR_STRICT && l->ndecisions > 0) ||
 			    l->ndecisions >= DLOG_MAX_DECISIONS / 2 ||
-			    mono_ms() - l->first_mono >= l->batch_ms))
+			    now - l->first_mono >= l->batch_ms)))
 				break;	/* something to write now */
-			if (l->head == NULL && l->stop)
+			if (l->head == NULL && l->ohead == NULL && l->stop)
 				break;
-			if (l->head != NULL) {
-				/* batched: until the oldest item is due */
-				timespec_in_ms(&ts, l->batch_ms - (mono_ms() -
-				    l->first_mono));
+			if (l->head != NULL)
+				due = l->first_mono + l->batch_ms;
+			if (l->ohead != NULL && l->ofirst_mono + l->batch_ms <
+			    due)
+				due = l->ofirst_mono + l->batch_ms;
+			if (due != INT64_MAX) {
+				/* until the oldest waiting item is due */
+				timespec_in_ms(&ts, due - now);
 				pthread_cond_timedwait(&l->cv, &l->mu, &ts);
 			} else if (!atomic_load(&l->healthy)) {
 				timespec_in_ms(&ts, DLOG_PROBE_MS);
@@ -1632,10 +1650,20 @@ writer_main(void *arg)
 				pthread_cond_wait(&l->cv, &l->mu);
 			}
 		}
+		/* Decisions and events whenever we write; outcomes when due,
+		 * after them (they are their own chain). */
 		list = l->head;
+		if (outs_due) {
+			if (l->tail)
+				l->tail->next = l->ohead;
+			else
+				list = l->ohead;
+			l->ohead = l->otail = NULL;
+			l->nouts = 0;
+		}
 		l->head = l->tail = NULL;
 		l->ndecisions = l->nothers = 0;
-		atomic_store(&l->depth, 0);
+		atomic_store(&l->depth, l->nouts);
 		stop = l->stop;
 		pthread_mutex_unlock(&l->mu);
 
@@ -1773,6 +1801,10 @@ dlog_close(struct dlog *l)
 	if (l->ckdb)
 		sqlite3_close(l->ckdb);
 	/* Nothing is left unless the thread never ran. */
+	if (l->tail)
+		l->tail->next = l->ohead;
+	else
+		l->head = l->ohead;
 	for (it = l->head; it; it = next) {
 		next = it->next;
 		if (it->kind == IT_DECISION && it->mb && it->cb)
@@ -1802,9 +1834,24 @@ enqueue_locked(struct dlog *l, struct item *it, int *wake)
 
 	if (l->stop || (is_dec && (l->ndecisions >= DLOG_MAX_DECISIONS ||
 	    !atomic_load(&l->healthy))) ||
-	    (!is_dec && l->nothers >= DLOG_MAX_OTHERS))
+	    (!is_dec && l->nothers + l->nouts >= DLOG_MAX_OTHERS))
 		return -1;
 	it->next = NULL;
+	atomic_fetch_add(&l->depth, 1);
+	if (it->kind == IT_OUTCOME) {
+		if (l->ohead == NULL) {
+			l->ofirst_mono = mono_ms();
+			*wake = 1;	/* starts its timer */
+		}
+		if (l->otail)
+			l->otail->next = it;
+		else
+			l->ohead = it;
+		l->otail = it;
+		if (++l->nouts >= DLOG_MAX_OTHERS / 2)
+			*wake = 1;
+		return 0;
+	}
 	if (l->head == NULL)
 		l->first_mono = mono_ms();
 	if (l->tail)
@@ -1816,11 +1863,10 @@ enqueue_locked(struct dlog *l, struct item *it, int *wake)
 		l->ndecisions++;
 	else
 		l->nothers++;
-	atomic_fetch_add(&l->depth, 1);
-	/* A strict decision wakes the writer at once (group commit); any
-	 * other item only when it starts a batch, whose timer it starts:
-	 * outcomes and events are not waited for, so in either mode they
-	 * ride along with the next decisions or go at the batch interval. */
+	/* A strict decision wakes the writer at once (group commit); an
+	 * event only when it starts a batch, whose timer it starts: events
+	 * are not waited for, so they ride along with the next decisions or
+	 * go at the batch interval. */
 	if ((l->dur == DUR_STRICT && is_dec) || l->head == it ||
 	    l->ndecisions >= DLOG_MAX_DECISIONS / 2)
 		*wake = 1;

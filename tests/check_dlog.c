@@ -637,15 +637,16 @@ START_TEST(test_group_commit)
 }
 END_TEST
 
-/* Strict mode waits for decisions only: an outcome alone waits for the
- * batch interval, and a decision that comes first takes it along. */
-START_TEST(test_strict_outcome_rides_along)
+/* Nothing waits for an outcome: in strict mode too it waits for the batch
+ * interval (or the close), and decisions commit without it. */
+START_TEST(test_strict_outcome_waits_its_interval)
 {
 	char err[512];
 	char *path = tpath("d.db");
 	struct dlog *l = dlog_open(path, DUR_STRICT, 60000, err, sizeof(err));
 	struct dlog_outcome *o = dlog_outcome_new();
 	uint64_t batches, rows;
+	sqlite3 *db;
 
 	ck_assert_msg(l != NULL, "%s", err);
 	snprintf(o->decision_id, sizeof(o->decision_id), "%s",
@@ -656,6 +657,7 @@ START_TEST(test_strict_outcome_rides_along)
 	usleep(100000);
 	dlog_stats(l, &batches, &rows);
 	ck_assert_uint_eq(rows, 0);	/* not worth a commit of its own */
+	ck_assert_uint_eq(dlog_queue_depth(l), 1);
 	reset_cbs();
 	ck_assert_int_eq(dlog_submit_decision(l, mk_decision(1, 1001, 0), mb,
 	    on_logged, (void *)(intptr_t)0), 0);
@@ -663,19 +665,51 @@ START_TEST(test_strict_outcome_rides_along)
 	ck_assert_int_eq(cbs[0].status, 1);
 	dlog_stats(l, &batches, &rows);
 	ck_assert_uint_eq(batches, 1);
-	ck_assert_uint_eq(rows, 2);
+	ck_assert_uint_eq(rows, 1);	/* the decision alone */
+	dlog_close(l);			/* the close writes the outcome */
+	db = dlog_open_db(path, 0, err, sizeof(err));
+	ck_assert_msg(db != NULL, "%s", err);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM outcomes"), 1);
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
+/* With a short interval the outcome follows on its own. */
+START_TEST(test_outcome_written_at_interval)
+{
+	char err[512];
+	char *path = tpath("d.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 20, err, sizeof(err));
+	struct dlog_outcome *o = dlog_outcome_new();
+	uint64_t batches, rows = 0;
+	int i;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	snprintf(o->decision_id, sizeof(o->decision_id), "%s",
+	    "00000000-0000-4000-8000-000000000001");
+	o->ts_ms = 1000;
+	dlog_submit_outcome(l, o);
+	for (i = 0; i < 200 && rows == 0; i++) {
+		usleep(10000);
+		dlog_stats(l, &batches, &rows);
+	}
+	ck_assert_uint_eq(rows, 1);
+	ck_assert_uint_eq(dlog_queue_depth(l), 0);
 	dlog_close(l);
 	free(path);
 }
 END_TEST
 
-/* A worker's batch goes to the writer whole: one transaction, callbacks in
- * order; batched mode answers at submission; no log refuses (cb 0). */
+/* A worker's batch goes to the writer whole: its decisions in one
+ * transaction, callbacks in order (its outcomes follow at the interval,
+ * here at the close); batched mode answers at submission; no log refuses
+ * (cb 0). */
 START_TEST(test_batch_submit)
 {
 	char err[512];
 	char *path = tpath("d.db");
-	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	struct dlog *l = dlog_open(path, DUR_STRICT, 60000, err, sizeof(err));
 	struct dlog_batch *b = dlog_batch_new();
 	uint64_t batches, rows;
 	sqlite3 *db;
@@ -706,7 +740,7 @@ START_TEST(test_batch_submit)
 	}
 	dlog_stats(l, &batches, &rows);
 	ck_assert_uint_eq(batches, 1);
-	ck_assert_uint_eq(rows, 2 * (uint64_t)n);
+	ck_assert_uint_eq(rows, (uint64_t)n);
 	dlog_close(l);
 	db = dlog_open_db(path, 0, err, sizeof(err));
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM outcomes o JOIN "
@@ -960,6 +994,9 @@ START_TEST(test_failure_and_recovery)
 	ck_assert_int_eq(dlog_healthy(l), 0);
 	dlog_last_error(l, err, sizeof(err));
 	ck_assert_msg(strstr(err, "locked") != NULL, "%s", err);
+	/* The outcomes' own transaction fails the same way, a little later. */
+	for (i = 0; i < 300 && dlog_dropped(l) < 5; i++)
+		usleep(10000);
 	ck_assert_uint_ge(dlog_dropped(l), 5);
 	/* While failing, new decisions are refused at once (and freed). */
 	ck_assert_int_eq(dlog_submit_decision(l, mk_decision(9, 9, 1), mb,
@@ -1825,7 +1862,8 @@ main(void)
 	tcase_add_checked_fixture(tc, setup_loop, teardown_loop);
 	tcase_add_test(tc, test_strict_commits_before_callback);
 	tcase_add_test(tc, test_group_commit);
-	tcase_add_test(tc, test_strict_outcome_rides_along);
+	tcase_add_test(tc, test_strict_outcome_waits_its_interval);
+	tcase_add_test(tc, test_outcome_written_at_interval);
 	tcase_add_test(tc, test_migrates_v1);
 	tcase_add_test(tc, test_wal_is_rewound);
 	tcase_add_test(tc, test_batch_submit);
