@@ -1609,6 +1609,21 @@ timespec_in_ms(struct timespec *ts, int64_t ms)
 	}
 }
 
+/* Append the list that starts at it (and ends at the NULL) to a FIFO. */
+static void
+fifo_append(struct item **head, struct item **tail, struct item *it)
+{
+	if (it == NULL)
+		return;
+	if (*tail)
+		(*tail)->next = it;
+	else
+		*head = it;
+	while (it->next)
+		it = it->next;
+	*tail = it;
+}
+
 static void *
 writer_main(void *arg)
 {
@@ -1652,15 +1667,12 @@ writer_main(void *arg)
 		}
 		/* Decisions and events whenever we write; outcomes when due,
 		 * after them (they are their own chain). */
-		list = l->head;
 		if (outs_due) {
-			if (l->tail)
-				l->tail->next = l->ohead;
-			else
-				list = l->ohead;
+			fifo_append(&l->head, &l->tail, l->ohead);
 			l->ohead = l->otail = NULL;
 			l->nouts = 0;
 		}
+		list = l->head;
 		l->head = l->tail = NULL;
 		l->ndecisions = l->nothers = 0;
 		atomic_store(&l->depth, l->nouts);
@@ -1801,10 +1813,7 @@ dlog_close(struct dlog *l)
 	if (l->ckdb)
 		sqlite3_close(l->ckdb);
 	/* Nothing is left unless the thread never ran. */
-	if (l->tail)
-		l->tail->next = l->ohead;
-	else
-		l->head = l->ohead;
+	fifo_append(&l->head, &l->tail, l->ohead);
 	for (it = l->head; it; it = next) {
 		next = it->next;
 		if (it->kind == IT_DECISION && it->mb && it->cb)
@@ -1843,22 +1852,14 @@ enqueue_locked(struct dlog *l, struct item *it, int *wake)
 			l->ofirst_mono = mono_ms();
 			*wake = 1;	/* starts its timer */
 		}
-		if (l->otail)
-			l->otail->next = it;
-		else
-			l->ohead = it;
-		l->otail = it;
+		fifo_append(&l->ohead, &l->otail, it);
 		if (++l->nouts >= DLOG_MAX_OTHERS / 2)
 			*wake = 1;
 		return 0;
 	}
 	if (l->head == NULL)
 		l->first_mono = mono_ms();
-	if (l->tail)
-		l->tail->next = it;
-	else
-		l->head = it;
-	l->tail = it;
+	fifo_append(&l->head, &l->tail, it);
 	if (is_dec)
 		l->ndecisions++;
 	else
