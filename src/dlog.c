@@ -524,7 +524,7 @@ dlog_open_db(const char *path, int rw, char *err, size_t errlen)
 		 * A new log gets 2 KB pages (it must be set before the first
 		 * write). Every commit writes each page it dirtied whole to
 		 * the WAL, and the checkpoint copies it again: a decision
-		 * and its outcome dirty about eight pages (two tables, five
+		 * and its outcome dirty about seven pages (two tables, four
 		 * indexes, the chain heads) for some 1.2 KB of rows. Half
 		 * the page halves those bytes and their checksums; the
 		 * writer's CPU per request fell by about a tenth. Rows of
