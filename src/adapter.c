@@ -39,29 +39,26 @@ adapter_for(enum backend_kind k)
 static int
 client_header_blocked(const struct http_head *hd, const char *name)
 {
-#define N_(s) { s, sizeof(s) - 1 }
-	static const struct { const char *n; size_t l; } blocked[] = {
-		N_("authorization"), N_("host"), N_("content-length"),
-		N_("content-type"), N_("accept-encoding"),
-		N_("content-encoding"), N_("cookie"), N_("expect"),
-		N_("api-key"), N_("x-api-key"), N_("x-forwarded-for"),
-		N_("forwarded"), N_("x-real-ip"), N_("accept"),
-		N_("user-agent"),
+	static const struct http_name blocked[] = {
+		HTTP_NAME("authorization"), HTTP_NAME("host"),
+		HTTP_NAME("content-length"), HTTP_NAME("content-type"),
+		HTTP_NAME("accept-encoding"), HTTP_NAME("content-encoding"),
+		HTTP_NAME("cookie"), HTTP_NAME("expect"), HTTP_NAME("api-key"),
+		HTTP_NAME("x-api-key"), HTTP_NAME("x-forwarded-for"),
+		HTTP_NAME("forwarded"), HTTP_NAME("x-real-ip"),
+		HTTP_NAME("accept"), HTTP_NAME("user-agent"),
 	}, prefixes[] = {
-		N_("x-sovgate-"), N_("x-amz-"), N_("x-goog-"), N_("x-ms-"),
-		N_("proxy-"),
+		HTTP_NAME("x-sovgate-"), HTTP_NAME("x-amz-"),
+		HTTP_NAME("x-goog-"), HTTP_NAME("x-ms-"), HTTP_NAME("proxy-"),
 	};
-#undef N_
 	size_t i, n = strlen(name);
 
-	/* Lengths first: this runs for every client header. */
-	for (i = 0; i < ARRAY_LEN(blocked); i++)
-		if (blocked[i].l == n &&
-		    ascii_ncasecmp(name, blocked[i].n, n) == 0)
-			return 1;
+	/* This runs for every client header. */
+	if (http_name_in(name, n, blocked, ARRAY_LEN(blocked)))
+		return 1;
 	for (i = 0; i < ARRAY_LEN(prefixes); i++)
-		if (prefixes[i].l <= n &&
-		    ascii_ncasecmp(name, prefixes[i].n, prefixes[i].l) == 0)
+		if (prefixes[i].len <= n &&
+		    ascii_ncasecmp(name, prefixes[i].s, prefixes[i].len) == 0)
 			return 1;
 	return http_is_hop_by_hop(hd, name);
 }

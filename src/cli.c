@@ -446,44 +446,6 @@ bad:
 	return -1;
 }
 
-/* What classify_jsonl keeps of a record's members. */
-struct jsonl_rec {
-	const char *id;		/* its JSON text, in the line */
-	size_t idlen;
-	char *ep;		/* decoded endpoint, or NULL */
-	int body_str;		/* "body" is present and a string */
-	char *body;		/* decoded body, reused from line to line */
-	size_t blen, bcap;
-};
-
-static void
-jsonl_member(void *ud, const struct json_member *m)
-{
-	struct jsonl_rec *r = ud;
-
-	if (strcmp(m->key, "id") == 0) {
-		r->id = m->raw;
-		r->idlen = m->rawlen;
-	} else if (strcmp(m->key, "endpoint") == 0) {
-		free(r->ep);
-		r->ep = m->str != NULL ? xstrndup(m->str, m->slen) : NULL;
-	} else if (strcmp(m->key, "body") == 0) {
-		r->body_str = m->str != NULL;
-		if (m->str == NULL)
-			return;
-		if (m->slen + 1 > r->bcap) {
-			if (r->body != NULL)
-				memset(r->body, 0, r->bcap);
-			free(r->body);
-			r->bcap = m->slen + 1;
-			r->body = xmalloc(r->bcap);
-		}
-		memcpy(r->body, m->str, m->slen);
-		r->body[m->slen] = '\0';
-		r->blen = m->slen;
-	}
-}
-
 /* The id as the result line shows it: a plain string or integer as
  * written, anything else as jansson writes it compactly. */
 static char *
@@ -530,12 +492,8 @@ classify_jsonl(struct classify_ctx *C, FILE *in)
 		/* The record is read in place, not built as a tree: its body
 		 * (a whole request as a string) is decoded once, into a
 		 * buffer kept from line to line. */
-		r.id = NULL;
-		r.body_str = 0;
-		free(r.ep);
-		r.ep = NULL;
-		if (json_object_members(line, (size_t)n, 64, jsonl_member, &r,
-		    perr, sizeof(perr)) < 0) {
+		if (jsonl_rec_read(&r, line, (size_t)n, perr,
+		    sizeof(perr)) < 0) {
 			fprintf(C->out, "{\"id\":null,\"error\":\"line %lu is not "
 			    "a JSON object\"}\n", lineno);
 			bad = 1;
@@ -552,10 +510,7 @@ classify_jsonl(struct classify_ctx *C, FILE *in)
 		free(id_json);
 	}
 	free(line);
-	free(r.ep);
-	if (r.body != NULL)	/* it held a request: wipe, as the scan does */
-		memset(r.body, 0, r.bcap);
-	free(r.body);
+	jsonl_rec_clear(&r);
 	return bad;
 }
 

@@ -834,6 +834,57 @@ out:
 	return rc;
 }
 
+static void
+jsonl_member(void *ud, const struct json_member *m)
+{
+	struct jsonl_rec *r = ud;
+
+	if (strcmp(m->key, "id") == 0) {
+		r->id = m->raw;
+		r->idlen = m->rawlen;
+	} else if (strcmp(m->key, "endpoint") == 0) {
+		free(r->ep);
+		r->ep = m->str != NULL ? xstrndup(m->str, m->slen) : NULL;
+	} else if (strcmp(m->key, "body") == 0) {
+		r->body_str = m->str != NULL;
+		if (m->str == NULL)
+			return;
+		if (m->slen + 1 > r->bcap) {
+			if (r->body != NULL)
+				memset(r->body, 0, r->bcap);
+			free(r->body);
+			r->bcap = m->slen + 1;
+			r->body = xmalloc(r->bcap);
+		}
+		memcpy(r->body, m->str, m->slen);
+		r->body[m->slen] = '\0';
+		r->blen = m->slen;
+	}
+}
+
+int
+jsonl_rec_read(struct jsonl_rec *r, const char *line, size_t len, char *err,
+    size_t errlen)
+{
+	r->id = NULL;
+	r->idlen = 0;
+	r->body_str = 0;
+	free(r->ep);
+	r->ep = NULL;
+	return json_object_members(line, len, DEFAULT_MAX_DEPTH, jsonl_member,
+	    r, err, errlen);
+}
+
+void
+jsonl_rec_clear(struct jsonl_rec *r)
+{
+	free(r->ep);
+	if (r->body != NULL)
+		memset(r->body, 0, r->bcap);
+	free(r->body);
+	memset(r, 0, sizeof(*r));
+}
+
 /* Any JSON value (tool-call arguments), with the same checks; NULL if
  * the text is not exactly one valid JSON value. */
 static json_t *

@@ -41,6 +41,23 @@ typedef void (*member_cb)(void *ud, const struct json_member *m);
 int json_object_members(const char *text, size_t len, int max_depth,
     member_cb cb, void *ud, char *err, size_t errlen);
 
+/* One line of `classify --jsonl` input, {"id": any, "endpoint": "...",
+ * "body": "a whole request"}, read in place: the body is decoded once,
+ * into a buffer kept from line to line. Zero it before the first read. */
+struct jsonl_rec {
+	const char *id;		/* its JSON text, in the line; NULL if absent */
+	size_t idlen;
+	char *ep;		/* decoded endpoint, or NULL */
+	int body_str;		/* "body" is present and a string */
+	char *body;		/* decoded body */
+	size_t blen, bcap;
+};
+/* 0, or -1 if the line is not a JSON object (err says why). */
+int jsonl_rec_read(struct jsonl_rec *r, const char *line, size_t len,
+    char *err, size_t errlen);
+/* Free what r holds, wiping the body (it held a request). */
+void jsonl_rec_clear(struct jsonl_rec *r);
+
 typedef void (*text_cb)(void *ud, const char *text, size_t len);
 /* Call cb for every text; returns the number of texts, or -1 if the shape
  * is invalid for the endpoint (err says why). */

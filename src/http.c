@@ -125,18 +125,6 @@ http_head_get(const struct http_head *hd, const char *name)
 	return NULL;
 }
 
-size_t
-http_head_count(const struct http_head *hd, const char *name)
-{
-	size_t i, n = 0, l = strlen(name);
-
-	for (i = 0; i < hd->nh; i++)
-		if (hd->h[i].nlen == l &&
-		    ascii_ncasecmp(hd->h[i].name, name, l) == 0)
-			n++;
-	return n;
-}
-
 /* Does the comma-separated list contain token (case-insensitive)? */
 static int
 list_has_token(const char *list, const char *tok)
@@ -164,20 +152,32 @@ list_has_token(const char *list, const char *tok)
 }
 
 int
+http_name_in(const char *name, size_t len, const struct http_name *tab,
+    size_t ntab)
+{
+	size_t i;
+
+	for (i = 0; i < ntab; i++)
+		if (tab[i].len == len &&
+		    ascii_ncasecmp(name, tab[i].s, len) == 0)
+			return 1;
+	return 0;
+}
+
+int
 http_is_hop_by_hop(const struct http_head *hd, const char *name)
 {
-	static const struct { const char *n; size_t l; } hop[] = {
-#define H_(s) { s, sizeof(s) - 1 }
-		H_("connection"), H_("keep-alive"), H_("proxy-connection"),
-		H_("proxy-authenticate"), H_("proxy-authorization"), H_("te"),
-		H_("trailer"), H_("transfer-encoding"), H_("upgrade"),
-#undef H_
+	static const struct http_name hop[] = {
+		HTTP_NAME("connection"), HTTP_NAME("keep-alive"),
+		HTTP_NAME("proxy-connection"), HTTP_NAME("proxy-authenticate"),
+		HTTP_NAME("proxy-authorization"), HTTP_NAME("te"),
+		HTTP_NAME("trailer"), HTTP_NAME("transfer-encoding"),
+		HTTP_NAME("upgrade"),
 	};
-	size_t i, n = strlen(name);
+	size_t i;
 
-	for (i = 0; i < ARRAY_LEN(hop); i++)
-		if (hop[i].l == n && ascii_ncasecmp(name, hop[i].n, n) == 0)
-			return 1;
+	if (http_name_in(name, strlen(name), hop, ARRAY_LEN(hop)))
+		return 1;
 	for (i = 0; i < hd->nh; i++)
 		if (HTTP_NAME_IS(&hd->h[i], "connection") &&
 		    list_has_token(hd->h[i].value, name))
@@ -285,7 +285,8 @@ on_headers_complete(llhttp_t *ll)
 {
 	struct http_parser *p = P(ll);
 	struct http_head *hd = &p->head;
-	const char *te;
+	const char *te = NULL;
+	size_t i, ncl = 0, nte = 0;
 
 	if (flush_header(p) < 0)
 		return -1;
@@ -299,14 +300,21 @@ on_headers_complete(llhttp_t *ll)
 	} else {
 		hd->status = ll->status_code;
 	}
-	/* Never guess between two framings (request smuggling). */
-	if (http_head_count(hd, "content-length") > 1)
+	/* Never guess between two framings (request smuggling). One walk
+	 * over the headers for both names: this runs for every message. */
+	for (i = 0; i < hd->nh; i++) {
+		if (HTTP_NAME_IS(&hd->h[i], "content-length"))
+			ncl++;
+		else if (HTTP_NAME_IS(&hd->h[i], "transfer-encoding") &&
+		    nte++ == 0)
+			te = hd->h[i].value;
+	}
+	if (ncl > 1)
 		return fail(p, 400, "duplicate Content-Length");
-	te = http_head_get(hd, "transfer-encoding");
-	if (te != NULL && http_head_get(hd, "content-length") != NULL)
+	if (te != NULL && ncl > 0)
 		return fail(p, 400,
 		    "both Content-Length and Transfer-Encoding");
-	if (http_head_count(hd, "transfer-encoding") > 1)
+	if (nte > 1)
 		return fail(p, 400, "duplicate Transfer-Encoding");
 	/* A request may only be chunked: we do not decode gzip or any other
 	 * coding, and passing it on as if it were plain would let a body

@@ -53,7 +53,15 @@ void http_head_add(struct http_head *hd, const char *name, size_t nlen,
     const char *value, size_t vlen);
 /* First header of that name (case-insensitive) or NULL. */
 const char *http_head_get(const struct http_head *hd, const char *name);
-size_t http_head_count(const struct http_head *hd, const char *name);
+/* A table of lowercase header names with their lengths (HTTP_NAME), for
+ * filters that run on every header: lengths are compared first. */
+struct http_name {
+	const char *s;
+	size_t len;
+};
+#define HTTP_NAME(lit)	{ (lit), sizeof(lit) - 1 }
+int http_name_in(const char *name, size_t len, const struct http_name *tab,
+    size_t ntab);
 /* Hop-by-hop per RFC 9110 7.6.1, plus any header named in Connection. */
 int http_is_hop_by_hop(const struct http_head *hd, const char *name);
 

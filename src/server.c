@@ -876,34 +876,25 @@ handle_request(struct conn *c)
 /* ------------------------------------------------------------------ */
 /* usage accounting on what the client receives                         */
 
-static void
-usage_from_json(struct request *r, json_t *o)
-{
-	json_t *u = json_object_get(o, "usage");
-	json_t *v;
-
-	if (!json_is_object(u))
-		return;
-	if ((v = json_object_get(u, "prompt_tokens")) && json_is_integer(v))
-		r->prompt_tokens = json_integer_value(v);
-	if ((v = json_object_get(u, "completion_tokens")) && json_is_integer(v))
-		r->completion_tokens = json_integer_value(v);
-	if ((v = json_object_get(u, "total_tokens")) && json_is_integer(v))
-		r->total_tokens = json_integer_value(v);
-}
-
 /* Nesting allowed in a held JSON answer (tool-call schemas nest). */
 #define ANSWER_MAX_DEPTH	256
 
+/* A usage object's counts; USAGE_NONE where a key is absent or its (last)
+ * value is not a JSON integer. */
+#define USAGE_NONE	INT64_MIN
+struct usage {
+	int64_t prompt, completion, total;
+};
+
 /* A JSON integer's text (json_is_integer's sense: no fraction, no
- * exponent) into *out; anything else leaves -1, as a missing one. */
+ * exponent) into *out, or USAGE_NONE. */
 static void
 usage_int(const struct json_member *m, int64_t *out)
 {
 	size_t i = m->rawlen > 0 && m->raw[0] == '-';
 	char num[32];
 
-	*out = -1;
+	*out = USAGE_NONE;
 	if (m->rawlen == i || m->rawlen >= sizeof(num))
 		return;
 	for (; i < m->rawlen; i++)
@@ -917,14 +908,34 @@ usage_int(const struct json_member *m, int64_t *out)
 static void
 usage_field(void *ud, const struct json_member *m)
 {
-	struct request *r = ud;
+	struct usage *u = ud;
 
 	if (strcmp(m->key, "prompt_tokens") == 0)
-		usage_int(m, &r->prompt_tokens);
+		usage_int(m, &u->prompt);
 	else if (strcmp(m->key, "completion_tokens") == 0)
-		usage_int(m, &r->completion_tokens);
+		usage_int(m, &u->completion);
 	else if (strcmp(m->key, "total_tokens") == 0)
-		usage_int(m, &r->total_tokens);
+		usage_int(m, &u->total);
+}
+
+/* The text of a usage object (held answer or stream chunk): each count it
+ * holds as an integer replaces the request's; an invalid object changes
+ * nothing. The one reader of usage, read in place. */
+static void
+usage_apply(struct request *r, const char *text, size_t len)
+{
+	struct usage u = { USAGE_NONE, USAGE_NONE, USAGE_NONE };
+	char err[8];
+
+	if (json_object_members(text, len, ANSWER_MAX_DEPTH, usage_field, &u,
+	    err, sizeof(err)) < 0)
+		return;
+	if (u.prompt != USAGE_NONE)
+		r->prompt_tokens = u.prompt;
+	if (u.completion != USAGE_NONE)
+		r->completion_tokens = u.completion;
+	if (u.total != USAGE_NONE)
+		r->total_tokens = u.total;
 }
 
 /* A member of a held answer: only "usage" matters. The last one wins, as
@@ -933,14 +944,12 @@ static void
 answer_member(void *ud, const struct json_member *m)
 {
 	struct request *r = ud;
-	char err[8];
 
 	if (strcmp(m->key, "usage") != 0)
 		return;
 	r->prompt_tokens = r->completion_tokens = r->total_tokens = -1;
 	if (m->rawlen > 0 && m->raw[0] == '{')
-		(void)json_object_members(m->raw, m->rawlen, ANSWER_MAX_DEPTH,
-		    usage_field, r, err, sizeof(err));
+		usage_apply(r, m->raw, m->rawlen);
 }
 
 /*
@@ -952,7 +961,6 @@ static void
 usage_from_text(struct request *r, const char *p, size_t n)
 {
 	const char *k = p, *end = p + n;
-	json_t *u;
 
 	while ((k = memmem(k, (size_t)(end - k), "\"usage\"", 7)) != NULL) {
 		const char *q = k + 7, *start;
@@ -987,13 +995,7 @@ usage_from_text(struct request *r, const char *p, size_t n)
 		}
 		if (q >= end)
 			return;
-		u = json_loadb(start, (size_t)(q - start + 1), 0, NULL);
-		if (u) {
-			json_t *o = json_pack("{s:o}", "usage", u);
-
-			usage_from_json(r, o);
-			json_decref(o);
-		}
+		usage_apply(r, start, (size_t)(q - start + 1));
 		return;
 	}
 }
@@ -1003,14 +1005,10 @@ sse_line_done(struct request *r)
 {
 	const char *p = r->sse_line;
 	size_t n = r->sse_len;
-	json_t *o;
 
 	if (n < 5 || strncmp(p, "data:", 5) != 0)
 		return;
-	p += 5;
-	n -= 5;
-	(void)o;
-	usage_from_text(r, p, n);
+	usage_from_text(r, p + 5, n - 5);
 }
 
 static void
@@ -1773,6 +1771,11 @@ attempt_failed(struct request *r, const char *result, int status,
 static void
 send_head_to_client(struct request *r, int status, const struct http_head *uh)
 {
+	/* Framing, cookies and our own identity are not the backend's. */
+	static const struct http_name ours[] = {
+		HTTP_NAME("content-length"), HTTP_NAME("content-type"),
+		HTTP_NAME("set-cookie"), HTTP_NAME("server"), HTTP_NAME("date"),
+	};
 	struct conn *c = r->c;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	const char *ct = NULL;
@@ -1799,11 +1802,7 @@ send_head_to_client(struct request *r, int status, const struct http_head *uh)
 		const struct http_header *h = &uh->h[i];
 		const char *n = h->name;
 
-		if (HTTP_NAME_IS(h, "content-length") ||
-		    HTTP_NAME_IS(h, "content-type") ||
-		    HTTP_NAME_IS(h, "set-cookie") ||
-		    HTTP_NAME_IS(h, "server") ||
-		    HTTP_NAME_IS(h, "date") ||
+		if (http_name_in(n, h->nlen, ours, ARRAY_LEN(ours)) ||
 		    ascii_ncasecmp(n, "x-sovgate-", 10) == 0 ||
 		    http_is_hop_by_hop(uh, n))
 			continue;

@@ -149,6 +149,19 @@ pump(int n)
 	event_base_loop(base, EVLOOP_NONBLOCK);
 }
 
+/* The outcome of mk_decision(i, ...) at ts, status 200. */
+static struct dlog_outcome *
+mk_outcome(int i, int64_t ts)
+{
+	struct dlog_outcome *o = dlog_outcome_new();
+
+	snprintf(o->decision_id, sizeof(o->decision_id),
+	    "00000000-0000-4000-8000-%012d", i);
+	o->ts_ms = ts;
+	o->status = 200;
+	return o;
+}
+
 static struct dlog_decision *
 mk_decision(int i, int64_t ts, int nfp)
 {
@@ -644,16 +657,11 @@ START_TEST(test_strict_outcome_waits_its_interval)
 	char err[512];
 	char *path = tpath("d.db");
 	struct dlog *l = dlog_open(path, DUR_STRICT, 60000, err, sizeof(err));
-	struct dlog_outcome *o = dlog_outcome_new();
 	uint64_t batches, rows;
 	sqlite3 *db;
 
 	ck_assert_msg(l != NULL, "%s", err);
-	snprintf(o->decision_id, sizeof(o->decision_id), "%s",
-	    "00000000-0000-4000-8000-000000000001");
-	o->ts_ms = 1000;
-	o->status = 200;
-	dlog_submit_outcome(l, o);
+	dlog_submit_outcome(l, mk_outcome(1, 1000));
 	usleep(100000);
 	dlog_stats(l, &batches, &rows);
 	ck_assert_uint_eq(rows, 0);	/* not worth a commit of its own */
@@ -681,15 +689,11 @@ START_TEST(test_outcome_written_at_interval)
 	char err[512];
 	char *path = tpath("d.db");
 	struct dlog *l = dlog_open(path, DUR_STRICT, 20, err, sizeof(err));
-	struct dlog_outcome *o = dlog_outcome_new();
 	uint64_t batches, rows = 0;
 	int i;
 
 	ck_assert_msg(l != NULL, "%s", err);
-	snprintf(o->decision_id, sizeof(o->decision_id), "%s",
-	    "00000000-0000-4000-8000-000000000001");
-	o->ts_ms = 1000;
-	dlog_submit_outcome(l, o);
+	dlog_submit_outcome(l, mk_outcome(1, 1000));
 	for (i = 0; i < 200 && rows == 0; i++) {
 		usleep(10000);
 		dlog_stats(l, &batches, &rows);

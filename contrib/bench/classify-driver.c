@@ -18,45 +18,6 @@
 #include "classify.h"
 #include "extract.h"
 
-/* A record's members as classify --jsonl reads them: in place, the body
- * decoded once into a buffer kept from line to line. */
-struct rec {
-	const char *id;
-	size_t idlen;
-	enum endpoint ep;
-	char *body;
-	size_t blen, bcap;
-	int have_body;
-};
-
-static void
-member(void *ud, const struct json_member *m)
-{
-	struct rec *r = ud;
-
-	if (strcmp(m->key, "id") == 0) {
-		r->id = m->raw;
-		r->idlen = m->rawlen;
-	} else if (strcmp(m->key, "endpoint") == 0 && m->str != NULL) {
-		char ep[64];
-
-		snprintf(ep, sizeof(ep), "%.*s", (int)m->slen, m->str);
-		r->ep = endpoint_from_path(ep);
-	} else if (strcmp(m->key, "body") == 0 && m->str != NULL) {
-		if (m->slen + 1 > r->bcap) {
-			free(r->body);
-			r->bcap = m->slen + 1;
-			r->body = malloc(r->bcap);
-			if (r->body == NULL)
-				abort();
-		}
-		memcpy(r->body, m->str, m->slen);
-		r->body[m->slen] = '\0';
-		r->blen = m->slen;
-		r->have_body = 1;
-	}
-}
-
 int
 main(int argc, char **argv)
 {
@@ -70,7 +31,7 @@ main(int argc, char **argv)
 	double t_class = 0;
 	size_t bytes = 0, texts = 0;
 	struct timespec a, b;
-	struct rec rec;
+	struct jsonl_rec rec;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-q") == 0)
@@ -90,13 +51,13 @@ main(int argc, char **argv)
 	memset(&rec, 0, sizeof(rec));
 	while ((n = getline(&line, &cap, in)) > 0) {
 		int r;
+		enum endpoint ep;
 
-		rec.id = NULL;
-		rec.ep = EP_CHAT;
-		rec.have_body = 0;
-		if (json_object_members(line, (size_t)n, 64, member, &rec, err,
-		    sizeof(err)) < 0 || !rec.have_body)
+		/* The same reader as classify --jsonl. */
+		if (jsonl_rec_read(&rec, line, (size_t)n, err, sizeof(err)) < 0 ||
+		    !rec.body_str)
 			continue;
+		ep = rec.ep ? endpoint_from_path(rec.ep) : EP_CHAT;
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		for (r = 0; r < repeat; r++) {
 			json_t *root = request_parse(rec.body, rec.blen, 64,
@@ -104,7 +65,7 @@ main(int argc, char **argv)
 
 			scan_reset(s);
 			if (root != NULL && !parse_only &&
-			    classify_request(c, s, root, rec.ep, err,
+			    classify_request(c, s, root, ep, err,
 			    sizeof(err)) < 0)
 				err[0] = err[0];
 			json_decref(root);
@@ -127,7 +88,7 @@ main(int argc, char **argv)
 	    "%.1f MB/s\n", texts, bytes, t_class,
 	    t_class > 0 ? bytes / t_class / 1e6 : 0.0);
 	free(line);
-	free(rec.body);
+	jsonl_rec_clear(&rec);
 	scan_free(s);
 	classifier_free(c);
 	return 0;
