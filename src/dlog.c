@@ -23,6 +23,7 @@
  */
 #include "dlog.h"
 #include "util.h"
+#include "walbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -457,11 +458,14 @@ open_error(const char *path, int rc, const char *detail, int rw, char *err,
  * take a global mutex around every allocation SQLite makes; nothing of
  * ours reads them. */
 static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+static int walbuf_ok;
 
 static void
 sqlite_setup(void)
 {
 	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	/* After the configuration: registering initialises SQLite. */
+	walbuf_ok = walbuf_register() == 0;
 }
 
 struct sqlite3 *
@@ -496,10 +500,11 @@ dlog_open_db(const char *path, int rw, char *err, size_t errlen)
 	pthread_once(&sqlite_once, sqlite_setup);
 	/* NOMUTEX: every connection of ours is used by one thread at a
 	 * time (the writer's, the checkpointer's, the CLI's), so SQLite's
-	 * per-call connection mutex is pure cost. */
+	 * per-call connection mutex is pure cost. A connection that writes
+	 * gathers each commit's WAL frames into one write (walbuf.h). */
 	rc = sqlite3_open_v2(path, &db, (rw ? SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX,
-	    NULL);
+	    rw && walbuf_ok ? WALBUF_VFS : NULL);
 	if (rc != SQLITE_OK) {
 		open_error(path, rc, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
 		    rw, err, errlen);
