@@ -16,19 +16,31 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 #include <sqlite3.h>
 
 #define JA_CLASSES	64		/* up to 64 * 16 + 8 = 1032 bytes */
 #define JA_KEEP_BYTES	(32 * 1024)	/* kept free per class and thread */
+/*
+ * Big classes: 2^b + 8 usable bytes for b = 11..14 (2056 to 16392), the
+ * sizes of libevent's buffer chains (1 KB doubled until the data fits, 8
+ * KB for a socket read) and of SQLite's larger records. glibc's thread
+ * cache stops at 1032 bytes, so each of them went through _int_malloc,
+ * often after malloc_consolidate; a request made about ten.
+ */
+#define JA_BIG_MIN	11
+#define JA_BIG		4
+#define JA_BIG_KEEP	(64 * 1024)	/* per big class and thread */
+#define JA_SLOTS	(JA_CLASSES + 1 + JA_BIG)
 
 struct ja_free {
 	struct ja_free *next;
 };
 
 struct ja_cache {
-	struct ja_free *head[JA_CLASSES + 1];
-	unsigned n[JA_CLASSES + 1];
+	struct ja_free *head[JA_SLOTS];	/* [1..64] small, then big */
+	unsigned n[JA_SLOTS];
 };
 
 static _Thread_local struct ja_cache *cache;
@@ -42,7 +54,7 @@ cache_drop(void *arg)
 	struct ja_free *f;
 	int k;
 
-	for (k = 1; k <= JA_CLASSES; k++)
+	for (k = 1; k < JA_SLOTS; k++)
 		while ((f = c->head[k]) != NULL) {
 			c->head[k] = f->next;
 			free(f);
@@ -69,14 +81,32 @@ cache_get(void)
 	return cache;
 }
 
+/* The slot and block size for a request of n bytes; 0 if none. */
+static size_t
+slot_of(size_t n, size_t *size)
+{
+	size_t m = n <= 24 ? 1 : (n - 8 + 15) / 16, b;
+
+	if (m <= JA_CLASSES) {
+		*size = 16 * m + 8;
+		return m;
+	}
+	for (b = 0; b < JA_BIG; b++)
+		if (n <= ((size_t)1 << (JA_BIG_MIN + b)) + 8) {
+			*size = ((size_t)1 << (JA_BIG_MIN + b)) + 8;
+			return JA_CLASSES + 1 + b;
+		}
+	return 0;
+}
+
 void *
 jalloc_malloc(size_t n)
 {
-	size_t m = n <= 24 ? 1 : (n - 8 + 15) / 16;
+	size_t size, m = slot_of(n, &size);
 	struct ja_cache *c;
 	struct ja_free *f;
 
-	if (m > JA_CLASSES)
+	if (m == 0)
 		return malloc(n);
 	c = cache_get();
 	if ((f = c->head[m]) != NULL) {
@@ -84,23 +114,36 @@ jalloc_malloc(size_t n)
 		c->n[m]--;
 		return f;
 	}
-	return malloc(16 * m + 8);
+	return malloc(size);
+}
+
+void *
+jalloc_realloc(void *p, size_t n)
+{
+	if (p == NULL)
+		return jalloc_malloc(n);
+	if (n == 0) {
+		jalloc_free(p);
+		return NULL;
+	}
+	/* Blocks are malloc's own: realloc may move them anywhere. */
+	return malloc_usable_size(p) >= n ? p : realloc(p, n);
 }
 
 void
 jalloc_free(void *p)
 {
-	size_t u, m;
+	size_t u, m, size = 0;
 	struct ja_cache *c;
 
 	if (p == NULL)
 		return;
 	u = malloc_usable_size(p);
-	m = u >= 24 ? (u - 8) / 16 : 0;
+	m = u >= 24 ? slot_of(u, &size) : 0;
 	/* Only exact class sizes (a block from malloc(n) of another size
 	 * may have more room: it is not the class's, so it goes back). */
-	if (m < 1 || m > JA_CLASSES || u != 16 * m + 8 ||
-	    (c = cache_get())->n[m] * u >= JA_KEEP_BYTES) {
+	if (m == 0 || u != size || (c = cache_get())->n[m] * u >=
+	    (m <= JA_CLASSES ? JA_KEEP_BYTES : JA_BIG_KEEP)) {
 		free(p);
 		return;
 	}
@@ -122,7 +165,6 @@ sq_malloc(int n)
 static void *
 sq_realloc(void *p, int n)
 {
-	/* Blocks are malloc's own: realloc may move them anywhere. */
 	return n > 0 ? realloc(p, (size_t)n) : NULL;
 }
 
@@ -135,8 +177,9 @@ sq_size(void *p)
 static int
 sq_roundup(int n)
 {
-	return n <= 24 ? 24 : n <= 16 * JA_CLASSES + 8 ?
-	    (int)(16 * (((size_t)n - 8 + 15) / 16) + 8) : n;
+	size_t size;
+
+	return n > 0 && slot_of((size_t)n, &size) != 0 ? (int)size : n;
 }
 
 static int
@@ -166,6 +209,7 @@ jalloc_install(void)
 #endif
 #endif
 	json_set_alloc_funcs(jalloc_malloc, jalloc_free);
+	event_set_mem_functions(jalloc_malloc, jalloc_realloc, jalloc_free);
 	if (sqlite3_config(SQLITE_CONFIG_MALLOC, &sq) != SQLITE_OK)
 		fatal("jalloc: SQLite refused its allocator");
 }

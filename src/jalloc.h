@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-/* Install as jansson's and SQLite's allocator. Call first thing in main,
+/* Install as jansson's, libevent's and SQLite's allocator. Call first thing in main,
  * before any JSON value exists and before SQLite is used: a block must be
  * freed by the allocator that made it (SQLite refuses a late change). Under AddressSanitizer it installs nothing, so that ASan still
  * sees every node's lifetime. */
@@ -23,6 +23,7 @@ void jalloc_install(void);
 
 /* The allocator itself (tests call it directly). */
 void *jalloc_malloc(size_t n);
+void *jalloc_realloc(void *p, size_t n);	/* n = 0 frees */
 void jalloc_free(void *p);	/* NULL is a no-op */
 
 #endif

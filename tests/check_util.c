@@ -2,6 +2,7 @@
  * check_util.c - sizes, durations, times, hex, uuids.
  */
 #include <check.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -189,7 +190,8 @@ jalloc_thread(void *arg)
 
 START_TEST(test_jalloc)
 {
-	size_t sizes[] = { 0, 1, 24, 25, 40, 41, 100, 264, 265, 5000 };
+	size_t sizes[] = { 0, 1, 24, 25, 40, 41, 100, 264, 265, 1033, 2056,
+	    2057, 5000, 16392, 16393, 70000 };
 	size_t i;
 	pthread_t th;
 
@@ -214,8 +216,32 @@ START_TEST(test_jalloc)
 		ck_assert_ptr_eq(a, b);
 		jalloc_free(b);
 	}
+	/* big classes: libevent's 1 KB-doubled chains reuse a block */
+	{
+		char *a = jalloc_malloc(4096), *b;
+
+		ck_assert_uint_ge(malloc_usable_size(a), 4096);
+		jalloc_free(a);
+		b = jalloc_malloc(3000);
+		ck_assert_ptr_eq(a, b);
+		jalloc_free(b);
+	}
+	/* realloc keeps the content, grows past a class, frees at 0 */
+	{
+		char *a = jalloc_realloc(NULL, 10);
+
+		memcpy(a, "0123456789", 10);
+		a = jalloc_realloc(a, 9000);
+		ck_assert(memcmp(a, "0123456789", 10) == 0);
+		ck_assert_uint_ge(malloc_usable_size(a), 9000);
+		memset(a, 'y', 9000);
+		a = jalloc_realloc(a, 100);	/* shrinking may keep it */
+		ck_assert(memcmp(a, "yyyy", 4) == 0);
+		ck_assert_ptr_null(jalloc_realloc(a, 0));
+	}
 	/* a block malloc made for another size is simply freed */
 	jalloc_free(malloc(29));
+	jalloc_free(malloc(3000));
 	jalloc_free(NULL);
 	ck_assert_int_eq(pthread_create(&th, NULL, jalloc_thread, NULL), 0);
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
