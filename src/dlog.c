@@ -1637,6 +1637,7 @@ writer_main(void *arg)
 	struct timespec ts;
 	int stop, outs_due;
 
+	pthread_setname_np(pthread_self(), "sovgate-log");
 	for (;;) {
 		pthread_mutex_lock(&l->mu);
 		for (;;) {
