@@ -90,22 +90,8 @@ xmalloc(size_t n)
 void *
 xcalloc(size_t n, size_t sz)
 {
-	size_t total;
-	void *p;
+	void *p = calloc(n ? n : 1, sz ? sz : 1);
 
-	if (n == 0)
-		n = 1;
-	if (sz == 0)
-		sz = 1;
-	if (__builtin_mul_overflow(n, sz, &total))
-		fatal("out of memory allocating %zu x %zu bytes", n, sz);
-	/* Small blocks: malloc and memset. glibc's calloc never takes from
-	 * the per-thread cache, so every request's structs went through
-	 * _int_malloc; malloc of up to 1 KB does not. */
-	if (total > 1024)
-		p = calloc(1, total);
-	else if ((p = malloc(total)) != NULL)
-		memset(p, 0, total);
 	if (p == NULL)
 		fatal("out of memory allocating %zu x %zu bytes", n, sz);
 	return p;
