@@ -31,11 +31,16 @@ struct fwd_ctx {
 	const struct backend *b;
 	enum endpoint ep;
 	json_t *body;		/* the client's parsed request; the adapter
-				   may rewrite "model" in place but nothing
-				   else */
+				   may rewrite "model" in place (and mistral
+				   its own fields) but nothing else */
 	const char *model_id;	/* the backend's id for the requested model */
 	int stream;		/* the client asked for a stream */
 	const struct http_head *client;	/* the client's request head */
+	/* The body as the client sent it, when it may be forwarded as
+	 * text with its "model" value (model_at, model_len) replaced
+	 * (struct request_text); NULL when it must be re-serialised. */
+	const char *raw;
+	size_t raw_len, model_at, model_len;
 };
 
 /* What a worker lends an adapter for credentials that need I/O. */

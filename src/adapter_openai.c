@@ -5,6 +5,7 @@
  * model is rewritten and the backend's credentials added.
  */
 #include "adapter.h"
+#include "jsonout.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -20,14 +21,25 @@ build_common(const struct fwd_ctx *c, struct evbuffer *out, int mistral,
 	const struct backend *b = c->b;
 	char *path = NULL, *body = NULL, *auth = NULL;
 	size_t blen = 0;
+	struct sb model = { NULL, 0, 0 };
 
-	if (json_object_set_new(c->body, "model", json_string(c->model_id)) < 0)
-		goto fail_json;
-	if (mistral)
-		adapter_mistral_fields(c->body);
-	body = adapter_dump(c->body, &blen);
-	if (body == NULL)
-		goto fail_json;
+	if (!mistral && c->raw != NULL) {
+		/* The client's text with the model replaced: nothing else
+		 * changes, so no need to write the whole tree out again. */
+		if (json_out_string(&model, c->model_id,
+		    strlen(c->model_id)) < 0)
+			goto fail_json;
+		blen = c->raw_len - c->model_len + model.n;
+	} else {
+		if (json_object_set_new(c->body, "model",
+		    json_string(c->model_id)) < 0)
+			goto fail_json;
+		if (mistral)
+			adapter_mistral_fields(c->body);
+		body = adapter_dump(c->body, &blen);
+		if (body == NULL)
+			goto fail_json;
+	}
 	path = adapter_openai_path(b, c->ep);
 	switch (b->auth.type) {
 	case AUTH_BEARER:
@@ -48,7 +60,14 @@ build_common(const struct fwd_ctx *c, struct evbuffer *out, int mistral,
 		goto fail;
 	}
 	adapter_write_head(c, out, "POST", path, auth, blen);
-	evbuffer_add(out, body, blen);
+	if (body != NULL) {
+		evbuffer_add(out, body, blen);
+	} else {
+		evbuffer_add(out, c->raw, c->model_at);
+		evbuffer_add(out, model.p, model.n);
+		evbuffer_add(out, c->raw + c->model_at + c->model_len,
+		    c->raw_len - c->model_at - c->model_len);
+	}
 	/* The header held a secret: do not leave it in freed memory. */
 	if (auth) {
 		OPENSSL_cleanse(auth, strlen(auth));
@@ -56,6 +75,7 @@ build_common(const struct fwd_ctx *c, struct evbuffer *out, int mistral,
 	free(auth);
 	free(path);
 	free(body);
+	free(model.p);
 	return 0;
 fail_cred:
 	snprintf(err, errlen, "credentials for backend '%s' are missing",
@@ -67,6 +87,7 @@ fail:
 	free(auth);
 	free(path);
 	free(body);
+	free(model.p);
 	return -1;
 }
 

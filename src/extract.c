@@ -3,8 +3,9 @@
  *
  * request_parse() is a strict parser of its own (see below) that builds a
  * jansson tree. Duplicate keys are accepted as every mainstream JSON parser
- * does; the last one wins, which is also what the upstream sees after our
- * re-serialisation.
+ * does; the last one wins, which is also what the upstream sees: such a
+ * body is re-serialised from the tree, never forwarded as it was written
+ * (request_parse_ex reports it).
  */
 #include <errno.h>
 #include <locale.h>
@@ -73,6 +74,8 @@ struct jp {
 	const char *why;	/* first error */
 	size_t at;
 	int skip;		/* validate only: every value is json_null() */
+	int dup;		/* an object repeated a key */
+	size_t model_at, model_len;	/* top-level "model" value's text */
 };
 
 /* 0: plain string byte; 1: '"', '\\' or control; 2: non-ASCII */
@@ -554,7 +557,7 @@ jp_value(struct jp *p)
 	switch (s[p->i]) {
 	case '{': {
 		const char *k;
-		size_t kl;
+		size_t kl, at;
 		char kbuf[256], *key;
 
 		if (++p->depth > p->max_depth)
@@ -590,14 +593,26 @@ jp_value(struct jp *p)
 				goto bad_obj;
 			}
 			p->i++;
+			jp_ws(p);
+			at = p->i;
 			x = jp_value(p);
 			if (x == NULL) {
 				if (key != kbuf)
 					free(key);
 				goto fail_obj;
 			}
-			if (!p->skip)
+			if (!p->skip) {
+				size_t before = json_object_size(v);
+
 				json_object_set_new_nocheck(v, key, x);
+				/* Set, not added: the key came before. */
+				if (json_object_size(v) == before)
+					p->dup = 1;
+				if (p->depth == 1 && strcmp(key, "model") == 0) {
+					p->model_at = at;
+					p->model_len = p->i - at;
+				}
+			}
 			if (key != kbuf)
 				free(key);
 			jp_ws(p);
@@ -703,6 +718,13 @@ json_t *
 request_parse(const char *body, size_t len, int max_depth, char *err,
     size_t errlen)
 {
+	return request_parse_ex(body, len, max_depth, NULL, err, errlen);
+}
+
+json_t *
+request_parse_ex(const char *body, size_t len, int max_depth,
+    struct request_text *text, char *err, size_t errlen)
+{
 	struct jp p;
 	json_t *root;
 
@@ -733,6 +755,11 @@ request_parse(const char *body, size_t len, int max_depth, char *err,
 	if (root == NULL) {
 		jp_error(&p, max_depth, err, errlen);
 		return NULL;
+	}
+	if (text != NULL) {
+		text->unique_keys = !p.dup;
+		text->model_at = p.model_at;
+		text->model_len = p.model_len;
 	}
 	return root;
 }

@@ -23,6 +23,16 @@ const char *endpoint_path(enum endpoint ep);
  * (e.g. "invalid JSON at byte 17: ...", "nesting deeper than 64"). */
 json_t *request_parse(const char *body, size_t len, int max_depth,
     char *err, size_t errlen);
+/* What the body's text can be forwarded as: with unique keys in every
+ * object, the parsed tree and the text mean the same to any JSON parser,
+ * so the text may go upstream with only its "model" value replaced. */
+struct request_text {
+	int unique_keys;	/* no object repeats a key (decoded) */
+	size_t model_at;	/* the top-level "model" value's bytes, */
+	size_t model_len;	/* 0 if there is none */
+};
+json_t *request_parse_ex(const char *body, size_t len, int max_depth,
+    struct request_text *text, char *err, size_t errlen);
 
 /* One member of a JSON object read in place (json_object_members). */
 struct json_member {

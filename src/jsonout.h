@@ -1,9 +1,11 @@
 /*
  * jsonout.h - compact JSON text from a jansson tree, fast.
  *
- * Every forwarded request body is re-serialised from the tree we
- * classified (so the upstream parses exactly what we looked at: no
- * duplicate keys, no parser differential), and json_dumps was a large
+ * A request body that repeats a key, and every body an adapter
+ * translates, is written out from the tree we classified (so the
+ * upstream parses exactly what we looked at: no duplicate keys, no
+ * parser differential); a body with unique keys goes as its own text
+ * with the model replaced (struct request_text). json_dumps was a large
  * share of a proxied request: it detects cycles by formatting each
  * container's address into a hash table, and writes through a callback
  * per piece. This writer walks the tree once into one growing buffer.

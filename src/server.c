@@ -122,6 +122,7 @@ struct request {
 	const char *client_name;	/* r->client's, from r->snap */
 	enum endpoint ep;
 	json_t *json;
+	struct request_text text;	/* how the body may be forwarded */
 	char *model;
 	int stream;
 	int declared;		/* level index or -1 */
@@ -725,8 +726,8 @@ handle_api(struct request *r)
 	struct timeval tv;
 
 	r->bytes_in = blen;
-	r->json = request_parse(body ? body : "", blen, lim->max_json_depth,
-	    err, sizeof(err));
+	r->json = request_parse_ex(body ? body : "", blen,
+	    lim->max_json_depth, &r->text, err, sizeof(err));
 	if (r->json == NULL) {
 		log_unforwarded(r, "error", err);
 		respond_error(r, 400, "invalid_request_error", "invalid_body",
@@ -1661,6 +1662,14 @@ attempt_next(struct request *r)
 		r->fctx.model_id = backend_model_id(b, r->model);
 		r->fctx.stream = r->stream;
 		r->fctx.client = r->head;
+		r->fctx.raw = NULL;
+		if (r->text.unique_keys && r->text.model_len > 0) {
+			r->fctx.raw_len = evbuffer_get_length(r->body);
+			r->fctx.raw = (const char *)evbuffer_pullup(r->body,
+			    -1);
+			r->fctx.model_at = r->text.model_at;
+			r->fctx.model_len = r->text.model_len;
+		}
 		if (r->fctx.model_id == NULL)
 			r->fctx.model_id = r->model;
 		if (r->ad->prepare && !r->prepared) {

@@ -218,6 +218,116 @@ shared_file(const char *rel, size_t *len)
 }
 
 /* ------------------------------------------------------------------ */
+/* openai: the client's text forwarded with only the model replaced      */
+
+/* Parses text as the gateway does and fills c for backend b. */
+static json_t *
+parse_for(struct fwd_ctx *c, const struct backend *b, const char *text,
+    const char *model_id)
+{
+	struct request_text rt;
+	char err[256];
+	json_t *j = request_parse_ex(text, strlen(text), 64, &rt, err,
+	    sizeof(err));
+
+	ck_assert_msg(j != NULL, "%s", err);
+	memset(c, 0, sizeof(*c));
+	c->b = b;
+	c->ep = EP_CHAT;
+	c->body = j;
+	c->model_id = model_id;
+	if (rt.unique_keys && rt.model_len > 0) {
+		c->raw = text;
+		c->raw_len = strlen(text);
+		c->model_at = rt.model_at;
+		c->model_len = rt.model_len;
+	}
+	return j;
+}
+
+START_TEST(test_openai_forwards_text)
+{
+	struct backend b;
+	struct fwd_ctx c;
+	struct built r;
+	char err[256];
+	/* Spacing, escapes, key order and a real's spelling survive. */
+	const char *text = " {\"messages\": [{\"role\":\"user\",\"content\":"
+	    "\"caf\\u00e9 \\\"x\\\"\"}],\n \"model\" : \"alias\" ,"
+	    "\"temperature\":0.50}";
+	json_t *j;
+
+	backend_init(&b, BK_OPENAI, "127.0.0.1", 8000, 0, "");
+	b.auth.type = AUTH_NONE;
+	j = parse_for(&c, &b, text, "org/model \"v2\"");
+	ck_assert_ptr_nonnull(c.raw);
+	ck_assert_int_eq(build(&adapter_openai, &c, &r, err, sizeof(err)), 0);
+	ck_assert_str_eq(r.line, "POST /v1/chat/completions HTTP/1.1");
+	ck_assert_uint_eq(r.raw_len, strlen(text) - strlen("\"alias\"") +
+	    strlen("\"org/model \\\"v2\\\"\""));
+	ck_assert(memcmp(r.raw_body, " {\"messages\": [{\"role\":\"user\","
+	    "\"content\":\"caf\\u00e9 \\\"x\\\"\"}],\n \"model\" : "
+	    "\"org/model \\\"v2\\\"\" ,\"temperature\":0.50}",
+	    r.raw_len) == 0);
+	/* the tree was left as the client sent it */
+	ck_assert_str_eq(json_string_value(json_object_get(j, "model")),
+	    "alias");
+	built_free(&r);
+	json_decref(j);
+}
+END_TEST
+
+/* A repeated key (even spelled with an escape, even nested) means the
+ * text could mean something else to the upstream's parser: the body is
+ * written out from the tree that was classified. */
+START_TEST(test_openai_duplicate_keys_reserialised)
+{
+	static const char *dups[] = {
+		"{\"model\":\"alias\",\"messages\":[],\"messages\":[{\"role\":"
+		    "\"user\",\"content\":\"second\"}]}",
+		"{\"model\":\"alias\",\"mod\\u0065l\":\"other\"}",
+		"{\"model\":\"alias\",\"messages\":[{\"role\":\"user\","
+		    "\"content\":\"a\",\"content\":\"b\"}]}",
+	};
+	struct backend b;
+	struct fwd_ctx c;
+	struct built r;
+	char err[256];
+	size_t i;
+
+	backend_init(&b, BK_OPENAI, "127.0.0.1", 8000, 0, "");
+	b.auth.type = AUTH_NONE;
+	for (i = 0; i < sizeof(dups) / sizeof(dups[0]); i++) {
+		json_t *j = parse_for(&c, &b, dups[i], "real-id");
+		char *want;
+
+		ck_assert_msg(c.raw == NULL, "dup %zu forwarded as text", i);
+		ck_assert_int_eq(build(&adapter_openai, &c, &r, err,
+		    sizeof(err)), 0);
+		/* exactly the tree, with the model set */
+		want = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+		ck_assert_uint_eq(r.raw_len, strlen(want));
+		ck_assert(memcmp(r.raw_body, want, r.raw_len) == 0);
+		ck_assert_str_eq(json_string_value(json_object_get(r.body,
+		    "model")), "real-id");
+		free(want);
+		built_free(&r);
+		json_decref(j);
+	}
+	/* Nested "model" keys are not the request's model. */
+	{
+		const char *t = "{\"metadata\":{\"model\":\"x\"},\"model\":\"m\"}";
+		json_t *j = parse_for(&c, &b, t, "real-id");
+
+		ck_assert_ptr_nonnull(c.raw);
+		ck_assert_uint_eq(c.model_at, strlen(t) - strlen("\"m\"}"));
+		ck_assert_uint_eq(c.model_len, 3);
+		json_decref(j);
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* azure                                                                */
 
 START_TEST(test_azure_serverless)
@@ -1278,6 +1388,8 @@ main(void)
 	if (test_key == NULL)
 		return 99;
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_openai_forwards_text);
+	tcase_add_test(tc, test_openai_duplicate_keys_reserialised);
 	tcase_add_test(tc, test_azure_serverless);
 	tcase_add_test(tc, test_azure_foundry);
 	tcase_add_test(tc, test_bedrock_request);

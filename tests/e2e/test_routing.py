@@ -234,3 +234,33 @@ def test_other_levels_never_reach_disallowed_backends(t):
               moved, r.header("X-Sovgate-Backend"))
         check(moved <= allowed[level], "%r (%s) reached %s", text, level,
               moved)
+
+
+def test_duplicate_keys_forward_what_was_classified(t):
+    """A body with unique keys goes to an openai-kind backend as the client
+    wrote it, only the model replaced; a body that repeats a key is written
+    out from the tree that was classified (the last value wins, as in every
+    mainstream parser). Proven on the raw bytes the mock received."""
+    env = t.env()
+    benign = [{"role": "user", "content": TEXT_PUBLIC}]
+    secret = [{"role": "user", "content": TEXT_IBAN}]
+    text = ('{ "messages" : %s ,\n  "model":"mistral-large-latest",'
+            '"temperature":0.50 }' % json.dumps(secret))
+    r = env.post("/v1/chat/completions", text.encode())
+    rec, _ = assert_routed(env, r, "onprem-vllm", level="confidential")
+    want = text.replace('"mistral-large-latest"', json.dumps(
+        rec["json"]["model"]))
+    check(rec["body"] == want, "body changed beyond the model:\n%r\n%r",
+          rec["body"], want)
+    body = ('{"model": "mistral-large-latest", "messages": %s, '
+            '"messages": %s}' % (json.dumps(benign), json.dumps(secret)))
+    r = env.post("/v1/chat/completions", body.encode())
+    check(r.status == 200 and r.header("X-Sovgate-Level") == "confidential"
+          and r.header("X-Sovgate-Backend") == "onprem-vllm",
+          "duplicate messages: %d %s %s", r.status,
+          r.header("X-Sovgate-Level"), r.header("X-Sovgate-Backend"))
+    assert_only(env, {"onprem-vllm"})
+    raw = env.received()["onprem-vllm"][1]["body"]
+    check(raw.count('"messages"') == 1, "duplicate key forwarded: %r", raw)
+    check(IBAN in raw and TEXT_PUBLIC not in raw, "upstream got other "
+          "messages than the classified ones: %r", raw)
