@@ -25,9 +25,9 @@
 /*
  * Big classes: 2^b + 8 usable bytes for b = 11..14 (2056 to 16392), the
  * sizes of libevent's buffer chains (1 KB doubled until the data fits, 8
- * KB for a socket read) and of SQLite's larger records. glibc's thread
- * cache stops at 1032 bytes, so each of them went through _int_malloc,
- * often after malloc_consolidate; a request made about ten.
+ * KB for a socket read). glibc's thread cache stops at 1032 bytes, so
+ * each of them went through _int_malloc, often after malloc_consolidate;
+ * a request made about ten.
  */
 #define JA_BIG_MIN	11
 #define JA_BIG		4
@@ -159,7 +159,12 @@ jalloc_free(void *p)
 static void *
 sq_malloc(int n)
 {
-	return n > 0 ? jalloc_malloc((size_t)n) : NULL;
+	/* Small classes only: SQLite's page buffers (a 2 KB page and its
+	 * header) would take a 4 KB class each, for the whole page cache. */
+	if (n <= 0)
+		return NULL;
+	return n <= 16 * JA_CLASSES + 8 ? jalloc_malloc((size_t)n) :
+	    malloc((size_t)n);
 }
 
 static void *
@@ -179,7 +184,8 @@ sq_roundup(int n)
 {
 	size_t size;
 
-	return n > 0 && slot_of((size_t)n, &size) != 0 ? (int)size : n;
+	return n > 0 && n <= 16 * JA_CLASSES + 8 &&
+	    slot_of((size_t)n, &size) != 0 ? (int)size : n;
 }
 
 static int
