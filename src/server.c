@@ -198,6 +198,11 @@ struct worker {
 	struct adapter_env env;
 	struct limits lim;	/* of the latest snapshot this worker saw */
 	struct evbuffer *alog;	/* access-log lines waiting to be written */
+	/* A response head is written here, then moved to the client's
+	 * output in one piece: each write into a bufferevent's output runs
+	 * its callbacks (and re-adds its write event), some twenty times
+	 * per head. */
+	struct evbuffer *headbuf;
 	struct event *alog_timer;
 	struct dlog_batch *lb;	/* log rows of this loop turn */
 	struct conn *wdirty;	/* connections with output queued this turn */
@@ -1786,7 +1791,7 @@ send_head_to_client(struct request *r, int status, const struct http_head *uh)
 		HTTP_NAME("set-cookie"), HTTP_NAME("server"), HTTP_NAME("date"),
 	};
 	struct conn *c = r->c;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = c->w->headbuf;
 	const char *ct = NULL;
 	size_t i;
 	int http11 = r->head->http_major == 1 && r->head->http_minor >= 1;
@@ -1836,6 +1841,7 @@ send_head_to_client(struct request *r, int status, const struct http_head *uh)
 	if (r->is_sse)
 		http_add_str(out, "Cache-Control: no-cache\r\n");
 	evbuffer_add(out, "\r\n", 2);
+	evbuffer_add_buffer(bufferevent_get_output(c->bev), out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2762,6 +2768,7 @@ server_run(const char *config_path)
 		if (w->turn_ev == NULL)
 			fatal("worker %d: event_new failed", i);
 		w->alog = evbuffer_new();
+		w->headbuf = evbuffer_new();
 		w->alog_timer = event_new(w->base, -1, EV_PERSIST,
 		    alog_timer_cb, w);
 		{
@@ -2851,6 +2858,7 @@ server_run(const char *config_path)
 
 		event_free(w->alog_timer);
 		evbuffer_free(w->alog);
+		evbuffer_free(w->headbuf);
 		event_free(w->turn_ev);
 		dlog_batch_free(w->lb);
 		upstream_pool_free(w->pool);
