@@ -19,7 +19,9 @@
  *
  * Hash chains: the writer reads each chain's head from chain_state inside
  * its write transaction (BEGIN IMMEDIATE), so another process appending to
- * the same chain (`log prune` records an event) cannot fork it.
+ * the same chain (`log prune` records an event) cannot fork it. It reads
+ * them only when the database's data version moved since its own last
+ * commit: otherwise they are the ones that commit wrote.
  */
 #include "dlog.h"
 #include "util.h"
@@ -1263,6 +1265,10 @@ struct dlog {
 	sqlite3 *db;		/* the writer thread's */
 	sqlite3_stmt *st_begin, *st_commit;	/* on db, prepared once */
 	struct appender *ap;
+	/* ap's heads are the ones in chain_state while db's data version
+	 * is heads_dv (it moves with any commit, ours or another's). */
+	int heads_valid;
+	unsigned int heads_dv;
 	enum durability dur;
 	int64_t batch_ms;
 	pthread_t th;
@@ -1497,21 +1503,39 @@ run_prepared(sqlite3 *db, sqlite3_stmt **st, const char *sql)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* The database's data version as db's pager sees it; 0 or -1. */
+static int
+data_version(sqlite3 *db, unsigned int *v)
+{
+	return sqlite3_file_control(db, "main", SQLITE_FCNTL_DATA_VERSION,
+	    v) == SQLITE_OK ? 0 : -1;
+}
+
 /* Write a group in one transaction. Answers every strict decision. */
 static void
 write_batch(struct dlog *l, struct item *list)
 {
 	struct item *it;
 	const char *what = "BEGIN";
-	int rc, ok = 0;
+	int rc, ok = 0, fresh;
 	size_t nrows = 0;
+	unsigned int dv;
 
 	apply_busy_timeout(l);
 	rc = run_prepared(l->db, &l->st_begin, "BEGIN IMMEDIATE");
 	if (rc != SQLITE_OK)
 		goto done;
+	/*
+	 * The heads as our last commit left them, unless the database has
+	 * changed since (another connection appended to a chain: `log
+	 * prune` records an event). BEGIN IMMEDIATE has started the read,
+	 * so a change by anyone else shows in the data version now.
+	 */
 	what = "reading the chain heads";
-	if ((rc = appender_load_heads(l->ap)) != SQLITE_OK)
+	fresh = l->heads_valid && data_version(l->db, &dv) == 0 &&
+	    dv == l->heads_dv;
+	l->heads_valid = 0;	/* until this transaction commits */
+	if (!fresh && (rc = appender_load_heads(l->ap)) != SQLITE_OK)
 		goto done;
 	for (it = list; it; it = it->next) {
 		switch (it->kind) {
@@ -1549,8 +1573,10 @@ write_batch(struct dlog *l, struct item *list)
 		goto done;
 	what = "COMMIT";
 	rc = run_prepared(l->db, &l->st_commit, "COMMIT");
-	if (rc == SQLITE_OK)
+	if (rc == SQLITE_OK) {
 		ok = 1;
+		l->heads_valid = data_version(l->db, &l->heads_dv) == 0;
+	}
 done:
 	if (!ok) {
 		if (!sqlite3_get_autocommit(l->db))

@@ -607,6 +607,45 @@ START_TEST(test_strict_commits_before_callback)
 }
 END_TEST
 
+/*
+ * The writer keeps the chain heads of its last commit. Another connection
+ * appending to a chain in between (`log prune` records an event) must
+ * make it read them again, or the chain forks.
+ */
+START_TEST(test_heads_follow_other_writers)
+{
+	char err[512];
+	char *path = tpath("heads.db");
+	struct dlog *l = dlog_open(path, DUR_STRICT, 5, err, sizeof(err));
+	struct dlog_verify_report rep;
+	sqlite3 *db;
+	int round;
+
+	ck_assert_msg(l != NULL, "%s", err);
+	db = dlog_open_db(path, 1, err, sizeof(err));
+	ck_assert_msg(db != NULL, "%s", err);
+	reset_cbs();
+	for (round = 0; round < 3; round++) {
+		struct dlog_decision *d = mk_decision(round + 1, 1000 + round,
+		    0);
+
+		dlog_submit_event(l, "reload", "{}");
+		ck_assert_int_eq(dlog_submit_decision(l, d, mb, on_logged,
+		    (void *)(intptr_t)round), 0);
+		pump(round + 1);	/* committed: the writer has its heads */
+		ck_assert_int_eq(cbs[round].status, 1);
+		ck_assert_int_eq(dlog_append_event_db(db, 2000 + round,
+		    "prune", "{}", err, sizeof(err)), 0);
+	}
+	dlog_close(l);
+	ck_assert_int_eq(dlog_verify(db, &rep, err, sizeof(err)), 0);
+	ck_assert_int_eq(rep.rows[0], 3);
+	ck_assert_int_eq(rep.rows[2], 6);
+	sqlite3_close(db);
+	free(path);
+}
+END_TEST
+
 START_TEST(test_group_commit)
 {
 	char err[512];
@@ -1865,6 +1904,7 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, setup_loop, teardown_loop);
 	tcase_add_test(tc, test_strict_commits_before_callback);
+	tcase_add_test(tc, test_heads_follow_other_writers);
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_strict_outcome_waits_its_interval);
 	tcase_add_test(tc, test_outcome_written_at_interval);
