@@ -2,10 +2,11 @@
  * walbuf.h - an SQLite VFS that writes each WAL commit with one write.
  *
  * SQLite writes a WAL frame as two writes, its 24-byte header and then
- * its page, and a commit of the decision log's usual five to ten rows
- * dirties ten or so pages: some twenty pwrite calls per group commit,
- * about four per request, the writer thread's largest cost after SQLite
- * itself. This VFS is the system's "unix" VFS with one change: the
+ * its page, and a group commit of a few decisions dirties ten to twenty
+ * pages (the tables' and three indexes' right edges, their parents when
+ * a leaf splits, the chain heads, page 1 as the file grows): twenty to
+ * forty pwrite calls per commit, about four per request under load, the
+ * writer thread's largest system cost. This VFS is the system's "unix" VFS with one change: the
  * frames a transaction appends to the WAL are gathered in memory and
  * written together when the commit frame is complete, so a commit is
  * one pwrite. A commit still returns only after its frames are in the
