@@ -126,9 +126,11 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores; ${dur}s per run; upstream: nginx retu
 printf '%-10s %-14s %12s %12s %10s\n' proxy load req/s p50 non2xx
 # SOVGATE_ONLY=1 skips the nginx runs and the idle-connection test (for
 # quick iterations; the comparison needs the full run).
+ratios=()
 if [ -z "${SOVGATE_ONLY:-}" ]; then
 	read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 32 2)
 	printf '%-10s %-14s %12s %12s %10s\n' nginx "c32 t2" "$r" "$l" "$e"
+	ngx_c32=$r
 fi
 # PERF=FILE records a CPU profile of sovgate during its c32 run.
 if [ -n "${PERF:-}" ]; then
@@ -139,10 +141,25 @@ cpu0=$(awk '{print $14+$15}' /proc/${pids[0]}/stat)
 read -r r l e < <(run "http://127.0.0.1:$SG/v1/chat/completions" 32 2)
 cpu1=$(awk '{print $14+$15}' /proc/${pids[0]}/stat)
 printf '%-10s %-14s %12s %12s %10s\n' sovgate "c32 t2" "$r" "$l" "$e"
+[ -n "${ngx_c32:-}" ] && ratios+=("$(python3 -c "print(round(100*$r/$ngx_c32, 1))")")
 [ -n "${PERF:-}" ] && wait "$perfpid"
 for t in /proc/${pids[0]}/task/*; do echo "  thread $(cat $t/comm) $(awk '{print ($14+$15)*10}' $t/stat) ms total"; done
 echo "sovgate CPU during c32: $(( (cpu1-cpu0)*10 )) ms for ${dur}s ($(python3 -c "print(round(($cpu1-$cpu0)*10000/($r*$dur),1))") us/request)"
 echo "decision log files: $(cd "$work" && ls -l decisions.db* | awk '{printf "%s %.1f MB  ", $NF, $5/1e6}')"
+# PAIRS=N (N > 1) adds N-1 more c32 runs of nginx then sovgate, back to
+# back: this VM's speed drifts within minutes, so the ratio of each pair
+# says more than any single figure. Prints every ratio and their median.
+if [ -z "${SOVGATE_ONLY:-}" ] && [ "${PAIRS:-1}" -gt 1 ]; then
+	for _ in $(seq 2 "$PAIRS"); do
+		read -r rn l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 32 2)
+		read -r rs l e < <(run "http://127.0.0.1:$SG/v1/chat/completions" 32 2)
+		ratios+=("$(python3 -c "print(round(100*$rs/$rn, 1))")")
+		printf 'pair       %-14s nginx %s  sovgate %s  (%s %%)\n' "c32 t2" "$rn" "$rs" "${ratios[-1]}"
+	done
+fi
+if [ ${#ratios[@]} -gt 0 ]; then
+	echo "sovgate/nginx at c32: ${ratios[*]} % (median $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}') %)"
+fi
 if [ -z "${SOVGATE_ONLY:-}" ]; then
 	read -r r l e < <(run "http://127.0.0.1:$NGX/v1/chat/completions" 1 1)
 	printf '%-10s %-14s %12s %12s %10s\n' nginx "c1 t1" "$r" "$l" "$e"
