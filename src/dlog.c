@@ -737,29 +737,36 @@ dlog_outcome_free(struct dlog_outcome *o)
 
 /*
  * A row's canonical encoding is made of some thirty pieces of a few bytes
- * ("t", "12:", the text, ...). They are gathered here and handed to
- * SHA-256 in large pieces: one EVP_DigestUpdate per piece was a call
- * through OpenSSL's dispatch and block buffering each time.
+ * ("t", "12:", the text, ...). They are gathered and handed to SHA-256 in
+ * large pieces: one EVP_DigestUpdate per piece was a call through
+ * OpenSSL's dispatch and block buffering each time.
  */
 struct chash {
 	EVP_MD_CTX *md;
-	size_t n;
+	struct gather g;	/* into buf, then md */
 	unsigned char buf[2048];
 };
 
 static void
+sha_sink(void *md, const void *p, size_t n)
+{
+	EVP_DigestUpdate(md, p, n);
+}
+
+/* 0, or -1 if OpenSSL cannot allocate a context. c must stay where it
+ * is: its gather points into it. */
+static int
+ch_init(struct chash *c)
+{
+	c->md = EVP_MD_CTX_new();
+	c->g = (struct gather){ sha_sink, c->md, c->buf, 0, sizeof(c->buf) };
+	return c->md != NULL ? 0 : -1;
+}
+
+static void
 ch_put(struct chash *c, const void *p, size_t len)
 {
-	if (len > sizeof(c->buf) - c->n) {
-		EVP_DigestUpdate(c->md, c->buf, c->n);
-		c->n = 0;
-		if (len >= sizeof(c->buf)) {
-			EVP_DigestUpdate(c->md, p, len);
-			return;
-		}
-	}
-	memcpy(c->buf + c->n, p, len);
-	c->n += len;
+	gather_add(&c->g, p, len);
 }
 
 static void
@@ -768,7 +775,7 @@ ch_begin(struct chash *c, const char *table, const char *prev, size_t prevlen)
 	static const char tag[] = "sovgate-chain-v1\n";
 
 	EVP_DigestInit_ex2(c->md, sha256_md(), NULL);
-	c->n = 0;
+	c->g.n = 0;
 	ch_put(c, tag, sizeof(tag) - 1);
 	ch_put(c, table, strlen(table));
 	ch_put(c, "\n", 1);
@@ -867,9 +874,7 @@ ch_end(struct chash *c, char out[65])
 	unsigned char md[32];
 	unsigned int len = sizeof(md);
 
-	if (c->n > 0)
-		EVP_DigestUpdate(c->md, c->buf, c->n);
-	c->n = 0;
+	gather_flush(&c->g);
 	EVP_DigestFinal_ex(c->md, md, &len);
 	hex_encode(md, 32, out);
 }
@@ -939,8 +944,7 @@ appender_new(sqlite3 *db, char *err, size_t errlen)
 	struct appender *a = xcalloc(1, sizeof(*a));
 
 	a->db = db;
-	a->ch.md = EVP_MD_CTX_new();
-	if (a->ch.md == NULL) {
+	if (ch_init(&a->ch) < 0) {
 		snprintf(err, errlen, "cannot allocate a digest context");
 		goto fail;
 	}
@@ -2418,8 +2422,7 @@ dlog_verify(struct sqlite3 *db, struct dlog_verify_report *rep, char *err,
 	int c, rc = -1, began = 0;
 
 	memset(rep, 0, sizeof(*rep));
-	md->md = EVP_MD_CTX_new();
-	if (md->md == NULL) {
+	if (ch_init(md) < 0) {
 		snprintf(err, errlen, "cannot allocate a digest context");
 		free(md);
 		return -1;

@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #define JA_CLASSES	64		/* up to 64 * 16 + 8 = 1032 bytes */
+#define JA_SMALL_MAX	(16 * JA_CLASSES + 8)
 #define JA_KEEP_BYTES	(32 * 1024)	/* kept free per class and thread */
 /*
  * Big classes: 2^b + 8 usable bytes for b = 11..14 (2056 to 16392), the
@@ -163,7 +164,7 @@ sq_malloc(int n)
 	 * header) would take a 4 KB class each, for the whole page cache. */
 	if (n <= 0)
 		return NULL;
-	return n <= 16 * JA_CLASSES + 8 ? jalloc_malloc((size_t)n) :
+	return n <= JA_SMALL_MAX ? jalloc_malloc((size_t)n) :
 	    malloc((size_t)n);
 }
 
@@ -184,7 +185,7 @@ sq_roundup(int n)
 {
 	size_t size;
 
-	return n > 0 && n <= 16 * JA_CLASSES + 8 &&
+	return n > 0 && n <= JA_SMALL_MAX &&
 	    slot_of((size_t)n, &size) != 0 ? (int)size : n;
 }
 

@@ -1899,42 +1899,27 @@ alog_timer_cb(evutil_socket_t fd, short what, void *arg)
 	alog_flush(arg);
 }
 
-/* A log line assembled on the stack, spilling into out if it is long. */
-struct linebuf {
-	struct evbuffer *out;
-	size_t n;
-	char b[1024];
-};
-
+/* The access-log line is gathered on the stack and appended at once. */
 static void
-lb_add(struct linebuf *l, const char *s, size_t n)
+evbuffer_sink(void *out, const void *p, size_t n)
 {
-	if (n > sizeof(l->b) - l->n) {
-		evbuffer_add(l->out, l->b, l->n);
-		l->n = 0;
-		if (n > sizeof(l->b)) {
-			evbuffer_add(l->out, s, n);
-			return;
-		}
-	}
-	memcpy(l->b + l->n, s, n);
-	l->n += n;
+	evbuffer_add(out, p, n);
 }
 
-#define LB_LIT(l, s)	lb_add((l), (s), sizeof(s) - 1)
+#define LB_LIT(l, s)	gather_add((l), (s), sizeof(s) - 1)
 
 static void
-lb_str(struct linebuf *l, const char *s)
+lb_str(struct gather *l, const char *s)
 {
-	lb_add(l, s, strlen(s));
+	gather_add(l, s, strlen(s));
 }
 
 static void
-lb_int(struct linebuf *l, int64_t v)
+lb_int(struct gather *l, int64_t v)
 {
 	char d[24], *p = fmt_i64_before(d + sizeof(d), v);
 
-	lb_add(l, p, (size_t)(d + sizeof(d) - p));
+	gather_add(l, p, (size_t)(d + sizeof(d) - p));
 }
 
 static void
@@ -1943,7 +1928,8 @@ access_log(struct request *r)
 	struct evbuffer *b = r->w->alog;
 	int64_t ms = mono_ms() - r->t0;
 	char ts[32];
-	struct linebuf l;
+	unsigned char lbuf[1024];
+	struct gather l = { evbuffer_sink, b, lbuf, 0, sizeof(lbuf) };
 
 	metrics_request(r->client ? r->client_name : "", level_name(r),
 	    r->answered ? r->answered->name : "", r->action, r->status,
@@ -1954,8 +1940,6 @@ access_log(struct request *r)
 	 * is assembled on the stack and appended once: thirty evbuffer_adds
 	 * were most of the cost of this function. */
 	fmt_rfc3339_ms(now_ms(), ts, sizeof(ts));
-	l.out = b;
-	l.n = 0;
 	lb_str(&l, ts);
 	LB_LIT(&l, " info access id=");
 	lb_str(&l, r->id);
@@ -1986,7 +1970,7 @@ access_log(struct request *r)
 		lb_str(&l, r->error);
 	}
 	LB_LIT(&l, "\n");
-	evbuffer_add(b, l.b, l.n);
+	gather_flush(&l);
 	if (evbuffer_get_length(r->w->alog) >= ALOG_FLUSH_BYTES)
 		alog_flush(r->w);
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <string.h>
 
 #include <openssl/types.h>
 
@@ -60,6 +61,43 @@ int parse_duration_ms(const char *s, int64_t *out);
  * characters is enough. For hot paths where snprintf was a visible cost. */
 char *fmt_u64_before(char *end, uint64_t v);
 char *fmt_i64_before(char *end, int64_t v);
+
+/*
+ * Gathers small pieces in a buffer the caller provides and hands them to
+ * sink in large ones: many small calls into OpenSSL's digest or into an
+ * evbuffer cost far more than a memcpy each (the log's hash chains, the
+ * access log). A piece larger than the buffer goes straight through;
+ * gather_flush hands over the rest.
+ */
+typedef void (*gather_sink)(void *arg, const void *p, size_t n);
+struct gather {
+	gather_sink sink;
+	void *arg;
+	unsigned char *b;
+	size_t n, cap;
+};
+
+static inline void
+gather_flush(struct gather *g)
+{
+	if (g->n > 0)
+		g->sink(g->arg, g->b, g->n);
+	g->n = 0;
+}
+
+static inline void
+gather_add(struct gather *g, const void *p, size_t len)
+{
+	if (len > g->cap - g->n) {
+		gather_flush(g);
+		if (len >= g->cap) {
+			g->sink(g->arg, p, len);
+			return;
+		}
+	}
+	memcpy(g->b + g->n, p, len);
+	g->n += len;
+}
 
 /* A growing NUL-terminated string. Zero-initialise; sb_take hands the
  * text over (an empty string if nothing was added). */

@@ -62,17 +62,23 @@ static pthread_once_t wb_once = PTHREAD_ONCE_INIT;
 static int wb_ok;
 static atomic_uint_fast64_t n_sys, n_req;
 
+#define REAL(file)	(((struct wb_file *)(file))->real)
+
+/* Every write that reaches the file goes through here (counted). */
+static int
+real_write(struct wb_file *f, const void *p, int n, sqlite3_int64 off)
+{
+	atomic_fetch_add_explicit(&n_sys, 1, memory_order_relaxed);
+	return f->real->pMethods->xWrite(f->real, p, n, off);
+}
+
 static int
 wb_flush(struct wb_file *f)
 {
-	int rc, len = f->len;
+	int len = f->len;
 
-	if (len == 0)
-		return SQLITE_OK;
 	f->len = 0;	/* on error too: the transaction fails, see above */
-	atomic_fetch_add_explicit(&n_sys, 1, memory_order_relaxed);
-	rc = f->real->pMethods->xWrite(f->real, f->buf, len, f->off);
-	return rc;
+	return len > 0 ? real_write(f, f->buf, len, f->off) : SQLITE_OK;
 }
 
 static int
@@ -85,17 +91,6 @@ wb_close(sqlite3_file *file)
 	free(f->buf);
 	f->buf = NULL;
 	return rc != SQLITE_OK ? rc : rc2;
-}
-
-static int
-wb_read(sqlite3_file *file, void *data, int amt, sqlite3_int64 off)
-{
-	struct wb_file *f = (struct wb_file *)file;
-	int rc = wb_flush(f);
-
-	if (rc != SQLITE_OK)
-		return rc;
-	return f->real->pMethods->xRead(f->real, data, amt, off);
 }
 
 static int
@@ -119,14 +114,9 @@ wb_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 off)
 			memcpy(f->buf, data, (size_t)amt);
 			f->off = off;
 			f->len = amt;
-		} else {
-			atomic_fetch_add_explicit(&n_sys, 1,
-			    memory_order_relaxed);
-			rc = f->real->pMethods->xWrite(f->real, data, amt, off);
-			if (rc != SQLITE_OK) {
-				f->end = -1;
-				return rc;
-			}
+		} else if ((rc = real_write(f, data, amt, off)) != SQLITE_OK) {
+			f->end = -1;
+			return rc;
 		}
 	}
 	f->end = off + amt;
@@ -137,43 +127,46 @@ wb_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 off)
 	return SQLITE_OK;
 }
 
+/* Reads, size, truncation and sync see the file with our writes in it. */
+static int
+wb_read(sqlite3_file *file, void *data, int amt, sqlite3_int64 off)
+{
+	int rc = wb_flush((struct wb_file *)file);
+
+	return rc != SQLITE_OK ? rc :
+	    REAL(file)->pMethods->xRead(REAL(file), data, amt, off);
+}
+
 static int
 wb_truncate(sqlite3_file *file, sqlite3_int64 size)
 {
-	struct wb_file *f = (struct wb_file *)file;
-	int rc = wb_flush(f);
+	int rc = wb_flush((struct wb_file *)file);
 
-	if (rc != SQLITE_OK)
-		return rc;
-	f->end = -1;
-	return f->real->pMethods->xTruncate(f->real, size);
+	((struct wb_file *)file)->end = -1;
+	return rc != SQLITE_OK ? rc :
+	    REAL(file)->pMethods->xTruncate(REAL(file), size);
 }
 
 static int
 wb_sync(sqlite3_file *file, int flags)
 {
-	struct wb_file *f = (struct wb_file *)file;
-	int rc = wb_flush(f);
+	int rc = wb_flush((struct wb_file *)file);
 
-	if (rc != SQLITE_OK)
-		return rc;
-	return f->real->pMethods->xSync(f->real, flags);
+	return rc != SQLITE_OK ? rc :
+	    REAL(file)->pMethods->xSync(REAL(file), flags);
 }
 
 static int
 wb_file_size(sqlite3_file *file, sqlite3_int64 *size)
 {
-	struct wb_file *f = (struct wb_file *)file;
-	int rc = wb_flush(f);
+	int rc = wb_flush((struct wb_file *)file);
 
-	if (rc != SQLITE_OK)
-		return rc;
-	return f->real->pMethods->xFileSize(f->real, size);
+	return rc != SQLITE_OK ? rc :
+	    REAL(file)->pMethods->xFileSize(REAL(file), size);
 }
 
 /* The rest is the real file's. SQLite locks a WAL file through the
  * database's shared memory, never through these, but they answer. */
-#define REAL(file)	(((struct wb_file *)(file))->real)
 
 static int
 wb_lock(sqlite3_file *file, int lock)

@@ -260,6 +260,38 @@ START_TEST(test_jalloc)
 }
 END_TEST
 
+/* The gather buffer hands everything on, in order, whatever the sizes. */
+static void
+sink_to_sb(void *arg, const void *p, size_t n)
+{
+	struct sb *out = arg;
+
+	ck_assert_uint_gt(n, 0);
+	sb_add(out, p, n);
+}
+
+START_TEST(test_gather)
+{
+	struct sb out = { NULL, 0, 0 };
+	unsigned char buf[8];
+	struct gather g = { sink_to_sb, &out, buf, 0, sizeof(buf) };
+	char *s;
+
+	gather_add(&g, "abc", 3);
+	gather_add(&g, "defgh", 5);		/* fills the buffer exactly */
+	ck_assert_uint_eq(out.n, 0);
+	gather_add(&g, "i", 1);			/* spills the first eight */
+	ck_assert_uint_eq(out.n, 8);
+	gather_add(&g, "0123456789", 10);	/* larger: straight through */
+	gather_add(&g, "", 0);
+	gather_flush(&g);
+	gather_flush(&g);			/* nothing left: no call */
+	s = sb_take(&out);
+	ck_assert_str_eq(s, "abcdefghi0123456789");
+	free(s);
+}
+END_TEST
+
 START_TEST(test_xconcat)
 {
 	char *s = xconcat("http://", "h", ":", "8080", (char *)NULL);
@@ -298,6 +330,7 @@ main(void)
 	tcase_add_test(tc, test_ct_equal);
 	tcase_add_test(tc, test_jalloc);
 	tcase_add_test(tc, test_xconcat);
+	tcase_add_test(tc, test_gather);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
