@@ -126,6 +126,14 @@ show_failures() { # DIR
 		[ -f "$f" ] || continue
 		case "$f" in */test-suite.log) continue ;; esac
 		if grep -qE '^:test-result: (FAIL|ERROR|XPASS)' "${f%.log}.trs" 2>/dev/null; then
+			# an e2e failure's own lines (message, gateway log)
+			# come before the other tests' "ok" lines: show them
+			# first, the tail after
+			if grep -q '^FAIL  ' "$f"; then
+				note "failed: $f (each failure)"
+				awk '/^FAIL  /{p=1; n=0} /^(ok|skip|xfail) /{p=0}
+				    p && n++ < 80' "$f"
+			fi
 			note "failed: $f (last 60 lines)"
 			tail -60 "$f"
 		fi

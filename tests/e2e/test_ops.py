@@ -124,7 +124,10 @@ def test_metrics_exposition_is_valid(t):
     env = t.env()
     check(env.chat(TEXT_PUBLIC).status == 200, "not serving")
     check(env.chat(TEXT_AWS).status == 403, "credential not denied")
-    m = scrape(env)
+    # a request is counted once its answer is written out, which may be
+    # a moment after the client has read it
+    m = wait_metric(env, lambda m: m.get(
+        "sovgate_request_duration_seconds_count") >= 2)
     for (name, _), _v in m.samples.items():
         base = re.sub(r"_(bucket|sum|count)$", "", name)
         check(name in m.types or base in m.types,
@@ -241,8 +244,12 @@ def test_metrics_count_denials_by_cause(t):
     assert_error_shape(r, 403, "policy_denied")
     r = env.chat(TEXT_IBAN, model="gpt-4o")
     assert_error_shape(r, 403, "policy_denied", "no_allowed_backend")
+    # Denials are counted when the decision is made, requests when the
+    # answer has been written out: the client can read its 403 before
+    # the second count moves (seen under ASan in CI). Wait for both.
     after = wait_metric(env, lambda m: delta(
-        before, m, "sovgate_denials_total") >= 2)
+        before, m, "sovgate_denials_total") >= 2 and delta(
+        before, m, "sovgate_requests_total", action="deny") >= 2)
     d = delta(before, after, "sovgate_denials_total", cause="policy")
     check(d == 2, "sovgate_denials_total{cause=policy} moved by %r for 2 "
           "denials", d)
