@@ -208,13 +208,8 @@ jalloc_install(void)
 	static const sqlite3_mem_methods sq = { sq_malloc, jalloc_free,
 		sq_realloc, sq_size, sq_roundup, sq_init, sq_shutdown, NULL };
 
-#if defined(__SANITIZE_ADDRESS__)
-	return;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-	return;
-#endif
-#endif
+	if (SG_ASAN)
+		return;
 	json_set_alloc_funcs(jalloc_malloc, jalloc_free);
 	event_set_mem_functions(jalloc_malloc, jalloc_realloc, jalloc_free);
 	if (sqlite3_config(SQLITE_CONFIG_MALLOC, &sq) != SQLITE_OK)

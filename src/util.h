@@ -12,6 +12,19 @@
 
 #include <openssl/types.h>
 
+/* 1 when built with AddressSanitizer: object caches step aside so that
+ * ASan sees every lifetime. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SG_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SG_ASAN 1
+#endif
+#endif
+#ifndef SG_ASAN
+#define SG_ASAN 0
+#endif
+
 enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERR };
 
 /* Operational log on stderr: "LEVEL component: message". Thread-safe. */
