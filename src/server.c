@@ -2742,6 +2742,20 @@ server_run(const char *config_path)
 		nw = 64;
 	srv.nw = nw;
 	srv.w = xcalloc((size_t)nw, sizeof(*srv.w));
+	/* The admin listener first: once the data port accepts connections
+	 * (the kernel completes handshakes from listen() on), /metrics and
+	 * /readyz answer too. A test harness that waited for the data port
+	 * and then scraped could find the admin port not yet bound. */
+	srv.main_base = event_base_new();
+	metrics_set_policy(snap->policy->name, snap->policy->sha256);
+	if (snap->cfg->admin_listen && snap->cfg->admin_listen[0]) {
+		srv.admin = admin_new(srv.main_base, snap->cfg->admin_listen,
+		    srv.dlog, err, sizeof(err));
+		if (srv.admin == NULL) {
+			fprintf(stderr, "sovgate: %s\n", err);
+			return 2;
+		}
+	}
 	for (i = 0; i < nw; i++) {
 		struct worker *w = &srv.w[i];
 
@@ -2782,16 +2796,6 @@ server_run(const char *config_path)
 		    LEV_OPT_CLOSE_ON_FREE, -1, w->fd);
 		if (w->lst == NULL)
 			fatal("evconnlistener_new failed");
-	}
-	srv.main_base = event_base_new();
-	metrics_set_policy(snap->policy->name, snap->policy->sha256);
-	if (snap->cfg->admin_listen && snap->cfg->admin_listen[0]) {
-		srv.admin = admin_new(srv.main_base, snap->cfg->admin_listen,
-		    srv.dlog, err, sizeof(err));
-		if (srv.admin == NULL) {
-			fprintf(stderr, "sovgate: %s\n", err);
-			return 2;
-		}
 	}
 	for (i = 0; signos[i]; i++) {
 		sigs[i] = evsignal_new(srv.main_base, signos[i], sig_cb, NULL);

@@ -386,6 +386,7 @@ class Env:
                 self.admin_port = free_port()
             self.write_config()
             log = open(self.gw_log, "ab")
+            start_at = log.tell()   # a restart appends to the same log
             self.gw = subprocess.Popen(
                 [SOVGATE_BIN, "-c", self.conf, "serve"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -393,16 +394,15 @@ class Env:
                 start_new_session=True, preexec_fn=_die_with_parent)
             log.close()
             self.procs.append(self.gw)
+            # Ready when it says so: the data port completes handshakes
+            # from listen() on, before the rest (workers, admin) is up.
             deadline = time.time() + 15
             while time.time() < deadline:
                 if self.gw.poll() is not None:
                     break
-                try:
-                    socket.create_connection(("127.0.0.1", self.port),
-                                             timeout=0.5).close()
+                if self.logged_since(start_at, b"sovgate: ready on"):
                     return
-                except OSError:
-                    time.sleep(0.03)
+                time.sleep(0.03)
             if self.gw.poll() is None:
                 break
             if "in use" not in self.tail(self.gw_log).lower():
@@ -415,6 +415,15 @@ class Env:
         self.write_backends()
         self.write_policy()
         self.start_gateway()
+
+    def logged_since(self, offset, what):
+        """Whether the gateway log has `what` past byte offset."""
+        try:
+            with open(self.gw_log, "rb") as f:
+                f.seek(offset)
+                return what in f.read()
+        except OSError:
+            return False
 
     def tail(self, path, n=25):
         try:

@@ -278,7 +278,6 @@ def test_stream_idle_timeout_ends_with_error_event(t):
 
 def test_max_connections(t):
     env = t.env(limits={"max_connections": 4, "header_timeout": "5s"})
-    time.sleep(0.3)   # let the gateway drop the harness's readiness probe
     held = [socket.create_connection(("127.0.0.1", env.port), timeout=3)
             for _ in range(4)]
     try:
