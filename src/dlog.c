@@ -1519,6 +1519,7 @@ data_version(sqlite3 *db, unsigned int *v)
 static void
 write_batch(struct dlog *l, struct item *list)
 {
+	struct mailbox_batch acks = MAILBOX_BATCH_INIT;
 	struct item *it;
 	const char *what = "BEGIN";
 	int rc, ok = 0, fresh;
@@ -1597,12 +1598,16 @@ done:
 		atomic_fetch_add(&l->rows, (unsigned long long)nrows);
 	}
 	/* Answer only now: a strict decision is durable once COMMIT
-	 * returned. Callbacks run on the requests' loops, in order. */
+	 * returned. Callbacks run on the requests' loops, in order, each
+	 * loop woken once for all of its answers (mailbox_batch). */
+	for (it = list; it; it = it->next)
+		if (it->kind == IT_DECISION && it->mb != NULL && it->cb != NULL)
+			mailbox_batch_add(&acks, it->mb, it->cb, it->arg,
+			    it->status);
+	mailbox_batch_send(&acks);
 	while (list) {
 		it = list;
 		list = it->next;
-		if (it->kind == IT_DECISION && it->mb != NULL && it->cb != NULL)
-			mailbox_post(it->mb, it->cb, it->arg, it->status);
 		item_free(it);
 	}
 }

@@ -89,23 +89,31 @@ mailbox_free(struct mailbox *mb)
 	free(mb);
 }
 
-void
-mailbox_post(struct mailbox *mb, mailbox_fn fn, void *arg, int status)
+static struct msg *
+msg_new(mailbox_fn fn, void *arg, int status)
 {
 	struct msg *m = xmalloc(sizeof(*m));
-	int was_empty;
 
 	m->fn = fn;
 	m->arg = arg;
 	m->status = status;
 	m->next = NULL;
+	return m;
+}
+
+/* Append the chain head..tail; wake the loop if the box was empty. */
+static void
+deliver(struct mailbox *mb, struct msg *head, struct msg *tail)
+{
+	int was_empty;
+
 	pthread_mutex_lock(&mb->mu);
 	was_empty = mb->head == NULL;
 	if (mb->tail)
-		mb->tail->next = m;
+		mb->tail->next = head;
 	else
-		mb->head = m;
-	mb->tail = m;
+		mb->head = head;
+	mb->tail = tail;
 	pthread_mutex_unlock(&mb->mu);
 	if (was_empty) {
 		uint64_t one = 1;
@@ -114,4 +122,47 @@ mailbox_post(struct mailbox *mb, mailbox_fn fn, void *arg, int status)
 		while (write(mb->efd, &one, sizeof(one)) < 0 && errno == EINTR)
 			;
 	}
+}
+
+void
+mailbox_post(struct mailbox *mb, mailbox_fn fn, void *arg, int status)
+{
+	struct msg *m = msg_new(fn, arg, status);
+
+	deliver(mb, m, m);
+}
+
+void
+mailbox_batch_add(struct mailbox_batch *b, struct mailbox *mb,
+    mailbox_fn fn, void *arg, int status)
+{
+	struct msg *m = msg_new(fn, arg, status);
+	int i;
+
+	for (i = 0; i < b->n && b->box[i].mb != mb; i++)
+		;
+	if (i == MAILBOX_BATCH_BOXES) {
+		/* Full: what is gathered goes now, which keeps each box's
+		 * order (its earlier messages are sent first). */
+		mailbox_batch_send(b);
+		i = 0;
+	}
+	if (i == b->n) {
+		b->box[i].mb = mb;
+		b->box[i].head = b->box[i].tail = m;
+		b->n++;
+		return;
+	}
+	b->box[i].tail->next = m;
+	b->box[i].tail = m;
+}
+
+void
+mailbox_batch_send(struct mailbox_batch *b)
+{
+	int i;
+
+	for (i = 0; i < b->n; i++)
+		deliver(b->box[i].mb, b->box[i].head, b->box[i].tail);
+	b->n = 0;
 }

@@ -17,6 +17,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1887,6 +1888,59 @@ END_TEST
 
 /* ------------------------------------------------------------------ */
 
+
+/* ---- mailbox batches (the writer's answers) ---- */
+
+static int mb_seen[10][16], mb_nseen[10];
+
+static void
+mb_record(void *arg, int status)
+{
+	int box = (int)(intptr_t)arg;
+
+	ck_assert_int_lt(mb_nseen[box], 16);
+	mb_seen[box][mb_nseen[box]++] = status;
+}
+
+START_TEST(test_mailbox_batch)
+{
+	struct mailbox *boxes[10];
+	struct mailbox_batch b = MAILBOX_BATCH_INIT;
+	int i, k, round;
+
+	boxes[0] = mb;
+	for (i = 1; i < 10; i++)
+		boxes[i] = mailbox_new(base);
+	/* Round 0: four boxes, nothing arrives before the send. Round 1:
+	 * ten boxes, more than a batch holds: it sends early, and each
+	 * box still sees its messages in order. */
+	for (round = 0; round < 2; round++) {
+		int nbox = round == 0 ? 4 : 10;
+
+		memset(mb_nseen, 0, sizeof(mb_nseen));
+		for (k = 0; k < 3 * nbox; k++)
+			mailbox_batch_add(&b, boxes[k % nbox], mb_record,
+			    (void *)(intptr_t)(k % nbox), k);
+		if (round == 0) {
+			event_base_loop(base, EVLOOP_NONBLOCK);
+			for (i = 0; i < nbox; i++)
+				ck_assert_int_eq(mb_nseen[i], 0);
+		}
+		mailbox_batch_send(&b);
+		ck_assert_int_eq(b.n, 0);
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		for (i = 0; i < nbox; i++) {
+			ck_assert_int_eq(mb_nseen[i], 3);
+			for (k = 0; k < 3; k++)
+				ck_assert_int_eq(mb_seen[i][k], i + k * nbox);
+		}
+	}
+	mailbox_batch_send(&b);		/* empty: nothing to do */
+	for (i = 1; i < 10; i++)
+		mailbox_free(boxes[i]);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1916,6 +1970,7 @@ main(void)
 	tcase_add_test(tc, test_close_drains);
 	tcase_add_test(tc, test_failure_and_recovery);
 	tcase_add_test(tc, test_duplicate_id_fails_only_that_row);
+	tcase_add_test(tc, test_mailbox_batch);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("chain");
