@@ -19,16 +19,16 @@
 
 #include <event2/event.h>
 
-struct msg {
+struct mailbox_msg {
 	mailbox_fn fn;
 	void *arg;
 	int status;
-	struct msg *next;
+	struct mailbox_msg *next;
 };
 
 struct mailbox {
 	pthread_mutex_t mu;
-	struct msg *head, *tail;
+	struct mailbox_msg *head, *tail;
 	int efd;		/* readable while the box may hold messages */
 	struct event *ev;	/* EV_READ on efd, on the owner's base */
 };
@@ -37,7 +37,7 @@ static void
 mailbox_run(evutil_socket_t fd, short what, void *arg)
 {
 	struct mailbox *mb = arg;
-	struct msg *m, *next;
+	struct mailbox_msg *m, *next;
 
 	uint64_t n;
 
@@ -75,7 +75,7 @@ mailbox_new(struct event_base *base)
 void
 mailbox_free(struct mailbox *mb)
 {
-	struct msg *m, *next;
+	struct mailbox_msg *m, *next;
 
 	if (mb == NULL)
 		return;
@@ -89,10 +89,10 @@ mailbox_free(struct mailbox *mb)
 	free(mb);
 }
 
-static struct msg *
+static struct mailbox_msg *
 msg_new(mailbox_fn fn, void *arg, int status)
 {
-	struct msg *m = xmalloc(sizeof(*m));
+	struct mailbox_msg *m = xmalloc(sizeof(*m));
 
 	m->fn = fn;
 	m->arg = arg;
@@ -103,7 +103,7 @@ msg_new(mailbox_fn fn, void *arg, int status)
 
 /* Append the chain head..tail; wake the loop if the box was empty. */
 static void
-deliver(struct mailbox *mb, struct msg *head, struct msg *tail)
+deliver(struct mailbox *mb, struct mailbox_msg *head, struct mailbox_msg *tail)
 {
 	int was_empty;
 
@@ -127,7 +127,7 @@ deliver(struct mailbox *mb, struct msg *head, struct msg *tail)
 void
 mailbox_post(struct mailbox *mb, mailbox_fn fn, void *arg, int status)
 {
-	struct msg *m = msg_new(fn, arg, status);
+	struct mailbox_msg *m = msg_new(fn, arg, status);
 
 	deliver(mb, m, m);
 }
@@ -136,7 +136,7 @@ void
 mailbox_batch_add(struct mailbox_batch *b, struct mailbox *mb,
     mailbox_fn fn, void *arg, int status)
 {
-	struct msg *m = msg_new(fn, arg, status);
+	struct mailbox_msg *m = msg_new(fn, arg, status);
 	int i;
 
 	for (i = 0; i < b->n && b->box[i].mb != mb; i++)

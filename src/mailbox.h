@@ -8,7 +8,7 @@
 
 struct event_base;
 struct mailbox;
-struct msg;
+struct mailbox_msg;
 
 typedef void (*mailbox_fn)(void *arg, int status);
 
@@ -30,7 +30,7 @@ void mailbox_post(struct mailbox *mb, mailbox_fn fn, void *arg, int status);
 struct mailbox_batch {
 	struct {
 		struct mailbox *mb;
-		struct msg *head, *tail;
+		struct mailbox_msg *head, *tail;
 	} box[MAILBOX_BATCH_BOXES];
 	int n;
 };
