@@ -137,15 +137,20 @@ if [ -n "${PERF:-}" ]; then
 	perf record -F 1999 --call-graph dwarf,16384 -o "$PERF" -p "${pids[0]}" -- sleep "$dur" >/dev/null 2>&1 &
 	perfpid=$!
 fi
+# the log's commit counter, to tell the group-commit size of this run alone
+commits() { curl -s "http://127.0.0.1:$ADM/metrics" | awk '$1=="sovgate_log_commits_total" {print $2}'; }
+cm0=$(commits)
 cpu0=$(awk '{print $14+$15}' /proc/${pids[0]}/stat)
 read -r r l e < <(run "http://127.0.0.1:$SG/v1/chat/completions" 32 2)
 cpu1=$(awk '{print $14+$15}' /proc/${pids[0]}/stat)
+cm1=$(commits)
 printf '%-10s %-14s %12s %12s %10s\n' sovgate "c32 t2" "$r" "$l" "$e"
 [ -n "${ngx_c32:-}" ] && ratios+=("$(python3 -c "print(round(100*$r/$ngx_c32, 1))")")
 [ -n "${PERF:-}" ] && wait "$perfpid"
 for t in /proc/${pids[0]}/task/*; do echo "  thread $(cat $t/comm) $(awk '{print ($14+$15)*10}' $t/stat) ms total"; done
 echo "sovgate CPU during c32: $(( (cpu1-cpu0)*10 )) ms for ${dur}s ($(python3 -c "print(round(($cpu1-$cpu0)*10000/($r*$dur),1))") us/request)"
 echo "decision log files: $(cd "$work" && ls -l decisions.db* | awk '{printf "%s %.1f MB  ", $NF, $5/1e6}')"
+echo "decision log during c32: $((cm1-cm0)) commits, $(python3 -c "print(round($r*$dur/max(1,$cm1-$cm0),1))") requests per commit"
 # PAIRS=N (N > 1) adds N-1 more c32 runs of nginx then sovgate, back to
 # back: this VM's speed drifts within minutes, so the ratio of each pair
 # says more than any single figure. Prints every ratio and their median.
