@@ -73,6 +73,19 @@ header_value_safe(const char *v)
 }
 
 void
+fwd_ctx_set_text(struct fwd_ctx *c, const char *raw, size_t len,
+    const struct request_text *t)
+{
+	c->raw = NULL;
+	if (!t->unique_keys || t->model_len == 0)
+		return;
+	c->raw = raw;
+	c->raw_len = len;
+	c->model_at = t->model_at;
+	c->model_len = t->model_len;
+}
+
+void
 adapter_write_head(const struct fwd_ctx *c, struct evbuffer *out,
     const char *method, const char *path, const char *extra_headers,
     size_t body_len)

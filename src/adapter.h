@@ -43,6 +43,12 @@ struct fwd_ctx {
 	size_t raw_len, model_at, model_len;
 };
 
+/* Lends c the client's body text (raw, len: it must outlive c) when the
+ * parser's report t allows forwarding it as text: unique keys and a
+ * top-level "model" to replace. Otherwise c->raw stays NULL. */
+void fwd_ctx_set_text(struct fwd_ctx *c, const char *raw, size_t len,
+    const struct request_text *t);
+
 /* What a worker lends an adapter for credentials that need I/O. */
 struct adapter_env {
 	struct event_base *base;

@@ -15,10 +15,11 @@
 
 #include <stddef.h>
 
-/* Install as jansson's, libevent's and SQLite's allocator. Call first thing in main,
- * before any JSON value exists and before SQLite is used: a block must be
- * freed by the allocator that made it (SQLite refuses a late change). Under AddressSanitizer it installs nothing, so that ASan still
- * sees every node's lifetime. */
+/* Install as jansson's, libevent's and SQLite's allocator. Call first
+ * thing in main, before any JSON value exists and before SQLite is used:
+ * a block must be freed by the allocator that made it (SQLite refuses a
+ * late change). Under AddressSanitizer it installs nothing, so that ASan
+ * still sees every node's lifetime. */
 void jalloc_install(void);
 
 /* The allocator itself (tests call it directly). */

@@ -185,6 +185,41 @@ struct request {
 	char error[256];
 };
 
+/*
+ * A worker's freed objects of one kind, kept for its next requests. Only
+ * the worker's thread touches its lists. Under ASan nothing is kept, so
+ * that ASan sees every object's lifetime.
+ */
+#define SPARES_MAX 32
+struct spares {
+	void *v[SPARES_MAX];
+	int n;
+};
+
+/* A kept object (its old contents), or NULL. */
+static void *
+spare_get(struct spares *s)
+{
+	return !SG_ASAN && s->n > 0 ? s->v[--s->n] : NULL;
+}
+
+/* Keeps p, or frees it when the list is full. Takes ownership. */
+static void
+spare_put(struct spares *s, void *p)
+{
+	if (!SG_ASAN && p != NULL && s->n < SPARES_MAX)
+		s->v[s->n++] = p;
+	else
+		free(p);
+}
+
+static void
+spares_free(struct spares *s)
+{
+	while (s->n > 0)
+		free(s->v[--s->n]);
+}
+
 struct worker {
 	int id;
 	pthread_t th;
@@ -210,18 +245,12 @@ struct worker {
 	struct conn *conns;
 	int nconns;
 	int draining;
-	/* Freed decisions kept for the next requests: at 12 KB (64 verdict
-	 * slots) one is far over glibc's thread-cache limit, and each
-	 * malloc of it also consolidated the fast bins, which the parse
-	 * tree's nodes had just filled. */
-	struct decision *dec_spare[32];
-	int ndec_spare;
-	/* The same for requests: at 1,072 bytes one is just over the
-	 * thread cache's limit too, and its calloc was the worker's largest
-	 * malloc cost (with the fast-bin consolidation it set off). Not
-	 * under ASan, which should see every request's lifetime. */
-	struct request *req_spare[32];
-	int nreq_spare;
+	/* Freed decisions and requests kept for the next requests: a
+	 * decision (12 KB, 64 verdict slots) and a request (1,072 bytes)
+	 * are both over glibc's thread-cache limit, and each malloc of one
+	 * went through _int_malloc and consolidated the fast bins, which
+	 * the parse tree's nodes had just filled. */
+	struct spares dec_spare, req_spare;
 };
 
 struct server {
@@ -288,14 +317,12 @@ backend_timeout(int64_t own, int64_t dflt)
 static struct request *
 request_new(struct conn *c)
 {
-	struct request *r;
+	struct request *r = spare_get(&c->w->req_spare);
 
-	if (!SG_ASAN && c->w->nreq_spare > 0) {
-		r = c->w->req_spare[--c->w->nreq_spare];
+	if (r != NULL)
 		memset(r, 0, sizeof(*r));
-	} else {
+	else
 		r = xcalloc(1, sizeof(*r));
-	}
 	r->c = c;
 	r->w = c->w;
 	r->body = evbuffer_new();
@@ -334,16 +361,10 @@ request_free(struct request *r)
 	free(r->att);
 	free(r->model);
 	free(r->upreq);
-	if (r->dec && r->w && r->w->ndec_spare < (int)ARRAY_LEN(r->w->dec_spare))
-		r->w->dec_spare[r->w->ndec_spare++] = r->dec;
-	else
-		free(r->dec);
 	free(r->shadow_json);
 	snapshot_unref(r->snap);
-	if (!SG_ASAN && r->w->nreq_spare < (int)ARRAY_LEN(r->w->req_spare))
-		r->w->req_spare[r->w->nreq_spare++] = r;
-	else
-		free(r);
+	spare_put(&r->w->dec_spare, r->dec);
+	spare_put(&r->w->req_spare, r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -633,6 +654,20 @@ request_timer_cb(evutil_socket_t fd, short what, void *arg)
 		utimer_cb(fd, what, arg);
 }
 
+/* What every attempt's adapter sees of the request, set once before the
+ * first; attempt_next sets the backend and its model id. */
+static void
+fctx_init(struct request *r)
+{
+	memset(&r->fctx, 0, sizeof(r->fctx));
+	r->fctx.ep = r->ep;
+	r->fctx.body = r->json;
+	r->fctx.stream = r->stream;
+	r->fctx.client = r->head;
+	fwd_ctx_set_text(&r->fctx, (const char *)evbuffer_pullup(r->body, -1),
+	    evbuffer_get_length(r->body), &r->text);
+}
+
 static void
 on_logged(void *arg, int ok)
 {
@@ -658,6 +693,7 @@ on_logged(void *arg, int ok)
 		return;
 	}
 	r->logged = 1;
+	fctx_init(r);
 	attempt_next(r);
 }
 
@@ -793,8 +829,8 @@ handle_api(struct request *r)
 	in.model = r->model;
 	in.declared_level = r->declared;
 	/* policy_decide sets it */
-	r->dec = r->w->ndec_spare > 0 ? r->w->dec_spare[--r->w->ndec_spare] :
-	    xmalloc(sizeof(*r->dec));
+	if ((r->dec = spare_get(&r->w->dec_spare)) == NULL)
+		r->dec = xmalloc(sizeof(*r->dec));
 	if (policy_decide(r->snap->policy, r->snap->backends, &in,
 	    health_is_down, NULL, r->dec) < 0) {
 		/* Fail closed: no decision, no forwarding. */
@@ -1675,21 +1711,9 @@ attempt_next(struct request *r)
 			r->all_timeouts = 0;
 			continue;
 		}
-		memset(&r->fctx, 0, sizeof(r->fctx));
+		/* The rest of fctx is the request's (fctx_init). */
 		r->fctx.b = b;
-		r->fctx.ep = r->ep;
-		r->fctx.body = r->json;
 		r->fctx.model_id = backend_model_id(b, r->model);
-		r->fctx.stream = r->stream;
-		r->fctx.client = r->head;
-		r->fctx.raw = NULL;
-		if (r->text.unique_keys && r->text.model_len > 0) {
-			r->fctx.raw_len = evbuffer_get_length(r->body);
-			r->fctx.raw = (const char *)evbuffer_pullup(r->body,
-			    -1);
-			r->fctx.model_at = r->text.model_at;
-			r->fctx.model_len = r->text.model_len;
-		}
 		if (r->fctx.model_id == NULL)
 			r->fctx.model_id = r->model;
 		if (r->ad->prepare && !r->prepared) {
@@ -2871,10 +2895,8 @@ server_run(const char *config_path)
 			evconnlistener_free(w->lst);
 		evdns_base_free(w->dns, 0);
 		event_base_free(w->base);
-		while (w->ndec_spare > 0)
-			free(w->dec_spare[--w->ndec_spare]);
-		while (w->nreq_spare > 0)
-			free(w->req_spare[--w->nreq_spare]);
+		spares_free(&w->dec_spare);
+		spares_free(&w->req_spare);
 	}
 	free(srv.w);
 	admin_free(srv.admin);

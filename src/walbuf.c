@@ -106,11 +106,14 @@ wb_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 off)
 		memcpy(f->buf + f->len, data, (size_t)amt);
 		f->len += amt;
 	} else {
+		/* An append starts gathering (if the buffer can be had). */
+		int gather = off == f->end && amt < WB_CAP;
+
 		if ((rc = wb_flush(f)) != SQLITE_OK)
 			return rc;
-		if (off == f->end && amt < WB_CAP && f->buf == NULL)
+		if (gather && f->buf == NULL)
 			f->buf = malloc(WB_CAP);	/* NULL: write through */
-		if (off == f->end && amt < WB_CAP && f->buf != NULL) {
+		if (gather && f->buf != NULL) {
 			memcpy(f->buf, data, (size_t)amt);
 			f->off = off;
 			f->len = amt;

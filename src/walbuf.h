@@ -6,10 +6,10 @@
  * pages (the tables' and three indexes' right edges, their parents when
  * a leaf splits, the chain heads, page 1 as the file grows): twenty to
  * forty pwrite calls per commit, about four per request under load, the
- * writer thread's largest system cost. This VFS is the system's "unix" VFS with one change: the
- * frames a transaction appends to the WAL are gathered in memory and
- * written together when the commit frame is complete, so a commit is
- * one pwrite. A commit still returns only after its frames are in the
+ * writer thread's largest system cost. This VFS is the system's "unix"
+ * VFS with one change: the frames a transaction appends to the WAL are
+ * gathered in memory and written together when the commit frame is
+ * complete, so a commit is one pwrite. A commit still returns only after its frames are in the
  * file: a crash of sovgate right after it loses nothing, and another
  * connection (the checkpointer, `sovgate log query`) never sees a frame
  * that is not in the file.

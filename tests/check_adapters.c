@@ -236,12 +236,7 @@ parse_for(struct fwd_ctx *c, const struct backend *b, const char *text,
 	c->ep = EP_CHAT;
 	c->body = j;
 	c->model_id = model_id;
-	if (rt.unique_keys && rt.model_len > 0) {
-		c->raw = text;
-		c->raw_len = strlen(text);
-		c->model_at = rt.model_at;
-		c->model_len = rt.model_len;
-	}
+	fwd_ctx_set_text(c, text, strlen(text), &rt);
 	return j;
 }
 
