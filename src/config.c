@@ -442,7 +442,8 @@ config_load(const char *path, struct diags *d)
 {
 	static const char *const known[] = { "listen", "tls", "admin_listen",
 		"policy", "shadow_policy", "backends", "log", "clients",
-		"limits", "workers", "user", "log_file", NULL };
+		"limits", "workers", "cpu_affinity", "user", "log_file",
+		NULL };
 	static const char *const tls_known[] = { "cert", "key", "client_ca",
 		NULL };
 	struct gw_config *c;
@@ -476,6 +477,7 @@ config_load(const char *path, struct diags *d)
 	c->durability = DUR_STRICT;
 	c->batch_interval_ms = 5;
 	c->workers = 0;
+	c->cpu_affinity = 1;
 	limits_defaults(&c->limits);
 
 	root = doc->root;
@@ -576,6 +578,17 @@ config_load(const char *path, struct diags *d)
 		else
 			ynode_diag(n, d, DIAG_ERROR, "workers must be auto or a "
 			    "number from 1 to 1024");
+	}
+	n = ynode_get(root, "cpu_affinity");
+	if (n != NULL) {
+		/* YAML 1.1 would read a bare off as false: take the word. */
+		if (n->type == YN_SCALAR && strcmp(n->str, "auto") == 0)
+			c->cpu_affinity = 1;
+		else if (n->type == YN_SCALAR && strcmp(n->str, "off") == 0)
+			c->cpu_affinity = 0;
+		else
+			ynode_diag(n, d, DIAG_ERROR, "cpu_affinity must be auto "
+			    "or off");
 	}
 	set_path(&c->log_file, ynode_get(root, "log_file"), "log_file",
 	    c->dir, d);

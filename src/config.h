@@ -52,7 +52,8 @@ struct limits {
  *            body_timeout: 30s, keepalive_timeout: 75s,
  *            upstream_connect_timeout: 5s, upstream_first_byte_timeout: 120s,
  *            stream_idle_timeout: 300s, drain_timeout: 30s, log_timeout: 5s}
- *   workers: auto | 1..1024 (auto)  user: NAME (stay)
+ *   workers: auto | 1..1024 (auto)  cpu_affinity: auto | off (auto)
+ *   user: NAME (stay)
  * Unknown keys are errors (with a "did you mean").
  */
 struct gw_config {
@@ -74,6 +75,7 @@ struct gw_config {
 	size_t nclients;
 	struct limits limits;
 	int workers;		/* 0 = auto (one per core) */
+	int cpu_affinity;	/* 1 = auto: one worker per CPU, pinned */
 	char *user;		/* drop privileges to this user; NULL = stay */
 	char *log_file;		/* operational and access log; NULL = stderr.
 				   Reopened on SIGUSR1 (logrotate). */

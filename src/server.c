@@ -222,6 +222,7 @@ spares_free(struct spares *s)
 
 struct worker {
 	int id;
+	int cpu;		/* the CPU it is pinned to, or -1 */
 	pthread_t th;
 	struct event_base *base;
 	struct evdns_base *dns;
@@ -2498,6 +2499,9 @@ worker_main(void *arg)
 
 	snprintf(name, sizeof(name), "sovgate-w%d", w->id);
 	pthread_setname_np(pthread_self(), name);
+	if (w->cpu >= 0 && pin_thread(w->cpu) < 0)
+		log_warn("worker %d: cannot pin it to CPU %d (%s); the kernel "
+		    "places it", w->id, w->cpu, strerror(errno));
 	/* Signals belong to the main thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
@@ -2715,7 +2719,8 @@ server_run(const char *config_path)
 	char err[512];
 	struct event *sigs[5];
 	int signos[5] = { SIGHUP, SIGTERM, SIGINT, SIGUSR1, 0 };
-	int i, nw, rc = 0;
+	int i, nw, rc = 0, ncpu, pin;
+	int cpus[64];
 	int64_t deadline;
 
 	memset(&srv, 0, sizeof(srv));
@@ -2756,14 +2761,28 @@ server_run(const char *config_path)
 		return 2;
 	}
 
+	/* auto: one worker per CPU this process may use (a cpuset or
+	 * taskset narrows that), not per CPU the machine has. */
+	ncpu = cpus_allowed(cpus, (int)ARRAY_LEN(cpus));
 	nw = snap->cfg->workers;
 	if (nw <= 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		long n = ncpu > 0 ? ncpu : sysconf(_SC_NPROCESSORS_ONLN);
 
 		nw = n > 0 ? (int)n : 1;
 	}
 	if (nw > 64)
 		nw = 64;
+	/*
+	 * cpu_affinity: auto pins worker i to the i-th of those CPUs when
+	 * there is one worker per CPU. Unpinned, the kernel moved the
+	 * upstream's and the client's threads, woken by a worker's writes,
+	 * onto that worker's CPU, and the other CPU idled while they queued
+	 * there (on 2 cores at c32: 14 % idle unpinned, 11 % pinned; +7 %
+	 * requests per second). With fewer workers than CPUs a pinned
+	 * worker could not move away from the log writer, so they stay
+	 * unpinned.
+	 */
+	pin = snap->cfg->cpu_affinity && ncpu > 1 && nw == ncpu;
 	srv.nw = nw;
 	srv.w = xcalloc((size_t)nw, sizeof(*srv.w));
 	/* The admin listener first: once the data port accepts connections
@@ -2784,6 +2803,7 @@ server_run(const char *config_path)
 		struct worker *w = &srv.w[i];
 
 		w->id = i;
+		w->cpu = pin ? cpus[i] : -1;
 		w->fd = open_listener(snap->cfg->listen, err, sizeof(err));
 		if (w->fd < 0) {
 			fprintf(stderr, "sovgate: %s\n", err);
@@ -2840,9 +2860,10 @@ server_run(const char *config_path)
 		dlog_submit_event(srv.dlog, "start", detail);
 		free(detail);
 	}
-	log_info("sovgate %s listening on %s with %d worker%s; policy %s "
+	log_info("sovgate %s listening on %s with %d worker%s%s; policy %s "
 	    "(sha256 %s); %zu backends; decision log %s (%s)", PACKAGE_VERSION,
-	    snap->cfg->listen, nw, nw == 1 ? "" : "s", snap->policy->name,
+	    snap->cfg->listen, nw, nw == 1 ? "" : "s", pin ?
+	    ", one pinned to each CPU" : "", snap->policy->name,
 	    snap->policy->sha256, snap->backends->n, snap->cfg->log_database,
 	    snap->cfg->durability == DUR_STRICT ? "strict" : "batched");
 	printf("sovgate: ready on %s\n", snap->cfg->listen);

@@ -156,6 +156,13 @@ int ct_equal(const void *a, const void *b, size_t n);
 int ascii_casecmp(const char *a, const char *b);
 int ascii_ncasecmp(const char *a, const char *b, size_t n);
 
+/* The CPUs this process may run on (its affinity mask, which a cpuset or
+ * taskset may have narrowed), in ascending order: the first max ids go to
+ * out. Returns how many there are (possibly more than max), or -1. */
+int cpus_allowed(int *out, int max);
+/* Pin the calling thread to one CPU. 0, or -1 with errno set. */
+int pin_thread(int cpu);
+
 /* Read a whole file; NULL and errno on failure. *len gets its size. */
 char *read_file(const char *path, size_t *len);
 

@@ -211,6 +211,7 @@ static const char *full_config =
     "limits: {max_body: 1MiB, header_timeout: 3s,\n"
     "         upstream_first_byte_timeout: 2m, max_headers: 50}\n"
     "workers: 4\n"
+    "cpu_affinity: off\n"
     "user: sovgate\n";
 
 START_TEST(test_config_full)
@@ -254,6 +255,7 @@ START_TEST(test_config_full)
 	/* untouched limits keep their defaults */
 	ck_assert_int_eq(c->limits.stream_idle_timeout_ms, 300000);
 	ck_assert_int_eq(c->workers, 4);
+	ck_assert_int_eq(c->cpu_affinity, 0);
 	ck_assert_str_eq(c->user, "sovgate");
 	ck_assert(c->path[0] == '/');
 
@@ -294,6 +296,7 @@ START_TEST(test_config_defaults)
 	ck_assert_uint_eq(c->limits.max_body, 8 * 1024 * 1024);
 	ck_assert_int_eq(c->limits.header_timeout_ms, 10000);
 	ck_assert_int_eq(c->workers, 0);
+	ck_assert_int_eq(c->cpu_affinity, 1);
 	ck_assert_ptr_null(c->user);
 	ck_assert_ptr_null(c->shadow_policy_path);
 	ck_assert_ptr_nonnull(c->fingerprint_key_file);
@@ -306,9 +309,11 @@ START_TEST(test_config_defaults)
 
 	d = diags_new();
 	c = config_load(put("gw2.yaml", "workers: auto\n"
+	    "cpu_affinity: auto\n"
 	    "log: {fingerprint_key_file: null}\n"), d);
 	ck_assert_ptr_nonnull(c);
 	ck_assert_int_eq(c->workers, 0);
+	ck_assert_int_eq(c->cpu_affinity, 1);
 	ck_assert_ptr_null(c->fingerprint_key_file);
 	config_free(c);
 	diags_free(d);
@@ -381,6 +386,7 @@ START_TEST(test_config_errors)
 	    "limits: {max_body: lots, header_timeout: 10, max_json_depth: 0}\n"
 	    "workers: many\n"					/* 9 */
 	    "tls: {cert: nothere.crt, key: nothere.key}\n"	/* 10 */
+	    "cpu_affinity: yes\n"				/* 11 */
 	    ), d);
 	ck_assert_ptr_null(c);
 	ck_assert(has_diag(d, DIAG_ERROR, 1, "HOST:PORT"));
@@ -394,6 +400,7 @@ START_TEST(test_config_errors)
 	ck_assert(has_diag(d, DIAG_ERROR, 8, "max_json_depth"));
 	ck_assert(has_diag(d, DIAG_ERROR, 9, "workers"));
 	ck_assert(has_diag(d, DIAG_ERROR, 10, "nothere.crt"));
+	ck_assert(has_diag(d, DIAG_ERROR, 11, "cpu_affinity must be auto or off"));
 	/* a raw key pasted in place of its hash is never echoed */
 	{
 		size_t i;

@@ -2,6 +2,8 @@
  * check_util.c - sizes, durations, times, hex, uuids.
  */
 #include <check.h>
+#include <errno.h>
+#include <sched.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,6 +315,66 @@ START_TEST(test_ct_equal)
 }
 END_TEST
 
+/* Each CPU of the mask once, ascending; a thread pinned to one runs there
+ * and nowhere else; a CPU outside the mask or the range is refused. */
+static void *
+pin_probe(void *arg)
+{
+	int *cpu = arg;
+	cpu_set_t set;
+
+	if (pin_thread(*cpu) < 0)
+		return (void *)1;
+	CPU_ZERO(&set);
+	if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) != 0 ||
+	    CPU_COUNT(&set) != 1 || !CPU_ISSET(*cpu, &set) ||
+	    sched_getcpu() != *cpu)
+		return (void *)2;
+	return NULL;
+}
+
+START_TEST(test_cpus_allowed)
+{
+	cpu_set_t mask;
+	int cpus[CPU_SETSIZE], n, i, few[1], bad;
+	pthread_t th;
+	void *res;
+
+	CPU_ZERO(&mask);
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(mask), &mask), 0);
+	n = cpus_allowed(cpus, CPU_SETSIZE);
+	ck_assert_int_eq(n, CPU_COUNT(&mask));
+	for (i = 0; i < n; i++) {
+		ck_assert(CPU_ISSET(cpus[i], &mask));
+		if (i > 0)
+			ck_assert_int_gt(cpus[i], cpus[i - 1]);
+	}
+	/* a short array still gets the count */
+	ck_assert_int_eq(cpus_allowed(few, 1), n);
+	ck_assert_int_eq(few[0], cpus[0]);
+
+	/* pinned in a thread of its own: this one keeps its mask */
+	ck_assert_int_eq(pthread_create(&th, NULL, pin_probe, &cpus[n - 1]),
+	    0);
+	ck_assert_int_eq(pthread_join(th, &res), 0);
+	ck_assert_ptr_null(res);
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(mask), &mask), 0);
+	ck_assert_int_eq(CPU_COUNT(&mask), n);
+
+	errno = 0;
+	ck_assert_int_eq(pin_thread(-1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(pin_thread(CPU_SETSIZE), -1);
+	bad = (int)sysconf(_SC_NPROCESSORS_CONF);
+	if (bad > 0 && bad < CPU_SETSIZE) {
+		/* a CPU the machine does not have: the kernel says no */
+		ck_assert_int_eq(pthread_create(&th, NULL, pin_probe, &bad), 0);
+		ck_assert_int_eq(pthread_join(th, &res), 0);
+		ck_assert_ptr_eq(res, (void *)1);
+	}
+}
+END_TEST
+
 int
 main(void)
 {
@@ -331,6 +393,7 @@ main(void)
 	tcase_add_test(tc, test_jalloc);
 	tcase_add_test(tc, test_xconcat);
 	tcase_add_test(tc, test_gather);
+	tcase_add_test(tc, test_cpus_allowed);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
