@@ -2499,9 +2499,6 @@ worker_main(void *arg)
 
 	snprintf(name, sizeof(name), "sovgate-w%d", w->id);
 	pthread_setname_np(pthread_self(), name);
-	if (w->cpu >= 0 && pin_thread(w->cpu) < 0)
-		log_warn("worker %d: cannot pin it to CPU %d (%s); the kernel "
-		    "places it", w->id, w->cpu, strerror(errno));
 	/* Signals belong to the main thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
@@ -2849,8 +2846,16 @@ server_run(const char *config_path)
 	 * open by now. */
 	if (drop_privileges(snap->cfg) < 0)
 		return 2;
-	for (i = 0; i < nw; i++)
-		pthread_create(&srv.w[i].th, NULL, worker_main, &srv.w[i]);
+	for (i = 0; i < nw; i++) {
+		struct worker *w = &srv.w[i];
+
+		pthread_create(&w->th, NULL, worker_main, w);
+		/* Pinned before "ready" is printed, so from the first request
+		 * on. */
+		if (w->cpu >= 0 && pin_thread(w->th, w->cpu) < 0)
+			log_warn("worker %d: cannot pin it to CPU %d (%s); the "
+			    "kernel places it", i, w->cpu, strerror(errno));
+	}
 
 	{
 		char *detail = xasprintf("{\"version\":\"%s\",\"policy\":\"%s\","

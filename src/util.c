@@ -735,7 +735,7 @@ cpus_allowed(int *out, int max)
 }
 
 int
-pin_thread(int cpu)
+pin_thread(pthread_t th, int cpu)
 {
 	cpu_set_t set;
 	int rc;
@@ -746,7 +746,7 @@ pin_thread(int cpu)
 	}
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
-	rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	rc = pthread_setaffinity_np(th, sizeof(set), &set);
 	if (rc != 0) {
 		errno = rc;
 		return -1;

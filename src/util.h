@@ -6,6 +6,7 @@
 #define SOVGATE_UTIL_H
 
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <string.h>
@@ -160,8 +161,8 @@ int ascii_ncasecmp(const char *a, const char *b, size_t n);
  * taskset may have narrowed), in ascending order: the first max ids go to
  * out. Returns how many there are (possibly more than max), or -1. */
 int cpus_allowed(int *out, int max);
-/* Pin the calling thread to one CPU. 0, or -1 with errno set. */
-int pin_thread(int cpu);
+/* Pin thread th to one CPU. 0, or -1 with errno set. */
+int pin_thread(pthread_t th, int cpu);
 
 /* Read a whole file; NULL and errno on failure. *len gets its size. */
 char *read_file(const char *path, size_t *len);

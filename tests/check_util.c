@@ -323,7 +323,7 @@ pin_probe(void *arg)
 	int *cpu = arg;
 	cpu_set_t set;
 
-	if (pin_thread(*cpu) < 0)
+	if (pin_thread(pthread_self(), *cpu) < 0)
 		return (void *)1;
 	CPU_ZERO(&set);
 	if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) != 0 ||
@@ -362,9 +362,9 @@ START_TEST(test_cpus_allowed)
 	ck_assert_int_eq(CPU_COUNT(&mask), n);
 
 	errno = 0;
-	ck_assert_int_eq(pin_thread(-1), -1);
+	ck_assert_int_eq(pin_thread(pthread_self(), -1), -1);
 	ck_assert_int_eq(errno, EINVAL);
-	ck_assert_int_eq(pin_thread(CPU_SETSIZE), -1);
+	ck_assert_int_eq(pin_thread(pthread_self(), CPU_SETSIZE), -1);
 	bad = (int)sysconf(_SC_NPROCESSORS_CONF);
 	if (bad > 0 && bad < CPU_SETSIZE) {
 		/* a CPU the machine does not have: the kernel says no */

@@ -260,6 +260,8 @@ class Env:
         self.limits.update(limits or {})
         self.backend_extra = backend_extra or {}
         self.durability = durability
+        self.workers = "1"
+        self.cpu_affinity = None    # the gateway's default
         self.public_prefer = public_prefer or PUBLIC_PREFER
         self.policy_text = policy
         self.mock_opts = {n: {"bearer": BACKEND_KEYS[n]} for n in BACKENDS}
@@ -322,9 +324,11 @@ class Env:
             "user: root",
             ("admin_listen: \"127.0.0.1:%d\"" % self.admin_port)
             if self.admin_port else "admin_listen: off",
-            "workers: 1",
+            "workers: %s" % self.workers,
             "policy: policy.yaml",
             "backends: backends/",
+        ] + (["cpu_affinity: %s" % self.cpu_affinity]
+             if self.cpu_affinity else []) + [
             "log:",
             "  database: decisions.db",
             "  durability: %s" % self.durability,

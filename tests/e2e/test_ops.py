@@ -12,6 +12,7 @@ so the tests hold whatever else the gateway counted earlier."""
 
 import hashlib
 import math
+import os
 import re
 import signal
 import socket
@@ -650,3 +651,51 @@ def test_admin_bound_to_its_address_only(t):
     check(not reached, "the admin port (admin_listen 127.0.0.1:%d) accepts "
           "connections on 127.0.0.2: it is bound to every address",
           env.admin_port)
+
+
+def _worker_cpus(pid):
+    """{worker thread name: the CPUs it may run on}, read from /proc."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().strip()
+            if name.startswith("sovgate-w"):
+                out[name] = os.sched_getaffinity(int(tid))
+        except OSError:
+            continue    # a thread that just ended
+    return out
+
+
+def test_workers_auto_one_pinned_to_each_cpu(t):
+    """workers: auto starts one worker per CPU the gateway may use, and
+    (cpu_affinity: auto, the default) pins each to a CPU of its own;
+    cpu_affinity: off leaves every worker free to run anywhere. Seen from
+    /proc, not from the gateway's log."""
+    allowed = os.sched_getaffinity(0)     # the gateway inherits this mask
+    env = t.env(start=False)
+    env.workers = "auto"
+    env.start()
+    w = _worker_cpus(env.gw.pid)
+    check(len(w) == len(allowed), "workers: auto with %d CPUs allowed "
+          "started %d workers: %r", len(allowed), len(w), w)
+    if len(allowed) > 1:
+        check(all(len(c) == 1 for c in w.values()), "a worker is not "
+              "pinned to one CPU: %r", w)
+        check(set().union(*w.values()) == allowed, "the workers are not "
+              "spread over the allowed CPUs %r: %r", sorted(allowed), w)
+        check(env.logged_since(0, b"one pinned to each CPU"), "the start "
+              "line does not say the workers are pinned")
+    for _ in range(2 * len(allowed)):   # any worker may take it
+        check(env.chat(TEXT_PUBLIC).status == 200, "pinned workers do "
+              "not serve")
+
+    env.stop_gateway()
+    env.cpu_affinity = "off"
+    env.start_gateway()
+    w = _worker_cpus(env.gw.pid)
+    check(len(w) == len(allowed) and all(c == allowed for c in w.values()),
+          "cpu_affinity: off still narrowed a worker's CPUs: %r (allowed "
+          "%r)", w, sorted(allowed))
+    check(env.chat(TEXT_PUBLIC).status == 200, "unpinned workers do not "
+          "serve")
