@@ -74,7 +74,7 @@ struct gw_config {
 	struct client_def *clients;
 	size_t nclients;
 	struct limits limits;
-	int workers;		/* 0 = auto (one per core) */
+	int workers;		/* 0 = auto (one per allowed CPU) */
 	int cpu_affinity;	/* 1 = auto: one worker per CPU, pinned */
 	char *user;		/* drop privileges to this user; NULL = stay */
 	char *log_file;		/* operational and access log; NULL = stderr.

@@ -2774,10 +2774,10 @@ server_run(const char *config_path)
 	 * there is one worker per CPU. Unpinned, the kernel moved the
 	 * upstream's and the client's threads, woken by a worker's writes,
 	 * onto that worker's CPU, and the other CPU idled while they queued
-	 * there (on 2 cores at c32: 14 % idle unpinned, 11 % pinned; +7 %
-	 * requests per second). With fewer workers than CPUs a pinned
-	 * worker could not move away from the log writer, so they stay
-	 * unpinned.
+	 * there (on 2 cores at c32: 12-16 % idle unpinned, 10-13 % pinned,
+	 * and 5-9 % more requests per second). With fewer workers than CPUs
+	 * a pinned worker could not move away from the log writer, so they
+	 * stay unpinned.
 	 */
 	pin = snap->cfg->cpu_affinity && ncpu > 1 && nw == ncpu;
 	srv.nw = nw;
