@@ -227,12 +227,25 @@ load_limits(const struct ynode *m, struct limits *l, struct diags *d)
 	get_duration(m, "log_timeout", "limits.", &l->log_timeout_ms, d);
 }
 
+/* Which of two words the scalar n is: 0 or 1; -1 for anything else.
+ * (Compared as text: YAML 1.1 would have read a bare off as false.) */
+static int
+word_of(const struct ynode *n, const char *w0, const char *w1)
+{
+	if (n->type != YN_SCALAR)
+		return -1;
+	if (strcmp(n->str, w0) == 0)
+		return 0;
+	return strcmp(n->str, w1) == 0 ? 1 : -1;
+}
+
 static void
 load_log(const struct ynode *m, struct gw_config *c, struct diags *d)
 {
 	static const char *const known[] = { "database", "durability",
 		"batch_interval", "fingerprint_key_file", "sync", NULL };
 	const struct ynode *n;
+	int k;
 
 	if (ynode_expect(m, YN_MAP, "log", d) < 0)
 		return;
@@ -241,10 +254,8 @@ load_log(const struct ynode *m, struct gw_config *c, struct diags *d)
 	    c->dir, d);
 	n = ynode_get(m, "durability");
 	if (n != NULL) {
-		if (n->type == YN_SCALAR && strcmp(n->str, "strict") == 0)
-			c->durability = DUR_STRICT;
-		else if (n->type == YN_SCALAR && strcmp(n->str, "batched") == 0)
-			c->durability = DUR_BATCHED;
+		if ((k = word_of(n, "strict", "batched")) >= 0)
+			c->durability = k ? DUR_BATCHED : DUR_STRICT;
 		else
 			ynode_diag(n, d, DIAG_ERROR, "log.durability must be "
 			    "strict or batched, not '%s'",
@@ -252,10 +263,8 @@ load_log(const struct ynode *m, struct gw_config *c, struct diags *d)
 	}
 	n = ynode_get(m, "sync");
 	if (n) {
-		if (n->type == YN_SCALAR && strcmp(n->str, "normal") == 0)
-			c->log_sync_full = 0;
-		else if (n->type == YN_SCALAR && strcmp(n->str, "full") == 0)
-			c->log_sync_full = 1;
+		if ((k = word_of(n, "normal", "full")) >= 0)
+			c->log_sync_full = k;
 		else
 			ynode_diag(n, d, DIAG_ERROR, "log.sync must be normal "
 			    "(a commit survives a crash of sovgate) or full (it "
@@ -449,6 +458,7 @@ config_load(const char *path, struct diags *d)
 	struct gw_config *c;
 	struct ydoc *doc;
 	const struct ynode *root, *n;
+	int k;
 	size_t errs0 = d ? d->nerrors : 0;
 	struct diags *own = NULL;
 
@@ -581,11 +591,8 @@ config_load(const char *path, struct diags *d)
 	}
 	n = ynode_get(root, "cpu_affinity");
 	if (n != NULL) {
-		/* YAML 1.1 would read a bare off as false: take the word. */
-		if (n->type == YN_SCALAR && strcmp(n->str, "auto") == 0)
-			c->cpu_affinity = 1;
-		else if (n->type == YN_SCALAR && strcmp(n->str, "off") == 0)
-			c->cpu_affinity = 0;
+		if ((k = word_of(n, "off", "auto")) >= 0)
+			c->cpu_affinity = k;
 		else
 			ynode_diag(n, d, DIAG_ERROR, "cpu_affinity must be auto "
 			    "or off");
