@@ -1922,9 +1922,10 @@ enqueue(struct dlog *l, struct item *it)
 
 	pthread_mutex_lock(&l->mu);
 	rc = enqueue_locked(l, it, &wake);
+	pthread_mutex_unlock(&l->mu);
+	/* After the unlock (see dlog_batch_submit). */
 	if (wake)
 		pthread_cond_signal(&l->cv);
-	pthread_mutex_unlock(&l->mu);
 	return rc;
 }
 
@@ -2048,9 +2049,17 @@ dlog_batch_submit(struct dlog *l, struct dlog_batch *b)
 		}
 	}
 	if (l != NULL) {
+		pthread_mutex_unlock(&l->mu);
+		/*
+		 * Signalled after the unlock: a writer woken while we still
+		 * held l->mu went straight back to sleep on it, and our
+		 * unlock had to wake it a second time. The writer tests its
+		 * queue under l->mu before it waits, so nothing queued here
+		 * can be missed. l outlives every submitter (dlog_close runs
+		 * after the workers have stopped).
+		 */
 		if (wake)
 			pthread_cond_signal(&l->cv);
-		pthread_mutex_unlock(&l->mu);
 	}
 	/* Refused decisions are answered "not logged" (their requests fail
 	 * closed); refused outcomes are counted as dropped. */
